@@ -1,0 +1,1 @@
+"""Data layer: CloudSEN12 / 38-Cloud readers, coverage labels, download, synthetic scenes, prepare."""
