@@ -16,7 +16,14 @@ from collections.abc import Sequence
 from cloudcover.train.errors import CloudcoverError
 
 # Modules that each define register(subparsers); verbs appear in --help in this order.
-STAGE_CLIS = ("cloudcover.train.cli", "cloudcover.export.cli", "cloudcover.riscv.bench_cli")
+STAGE_CLIS = (
+    "cloudcover.train.data.cli",  # data synth | download | prepare
+    "cloudcover.train.cli",  # train
+    "cloudcover.train.tune_cli",  # tune, evaluate, predict
+    "cloudcover.export.cli",  # export
+    "cloudcover.export.compile_cli",  # compile
+    "cloudcover.riscv.bench_cli",  # bench
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
