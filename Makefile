@@ -49,10 +49,15 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 venv: $(VENV)/.installed
 
 qemu: apt
-	@if [ -x riscv/build_qemu.sh ]; then riscv/build_qemu.sh; fi
+	riscv/build_qemu.sh
+
+# Cross-build cloudcover-infer for the models `cloudcover compile` wrote to $(BUILD_DIR)/model/{rv64gc,rv64gcv}:
+# $(BUILD_DIR)/riscv64/cloudcover-infer (rv64gc) and $(BUILD_DIR)/riscv64/cloudcover-infer-rv64gcv.
+riscv-build:
+	$(PY) -m cloudcover.riscv.toolchain --build $(BUILD_DIR) --targets rv64gc,rv64gcv
 
 test: setup
-	@$(PY) -m pytest; rc=$$?; \
+	@rc=0; $(PY) -m pytest || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 test-fast: setup

@@ -1,0 +1,55 @@
+"""`cloudcover bench`: parity and cost of the riscv64 builds under QEMU -> reports/bench.json and bench.md."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "bench",
+        help="run the riscv64 builds over the test split under qemu-riscv64: parity, instructions, sizes -> report",
+        description="For each target, run BUILD/riscv64/cloudcover-infer[-TARGET] (built by `make riscv-build` from "
+        "BUILD/model/TARGET) over ART_DIR/testset.npz in one qemu-riscv64 process; compare with the float Keras "
+        "model and the int8 TFLite reference kernels; count instructions per inference with QEMU's insn plugin "
+        "(start-up subtracted); time TFLite and onnxruntime int8 on this host; write OUT/bench.json and OUT/bench.md.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--artifacts", required=True, help="ART_DIR from `cloudcover export` (testset.npz, quant.json, "
+                   "model.keras, model_int8.tflite, model_int8.onnx)")
+    p.add_argument("--build", default="build", help="build root: model/TARGET/ from `cloudcover compile`, riscv64/ "
+                   "from `make riscv-build`")
+    p.add_argument("--targets", default="rv64gc,rv64gcv", help="comma-separated targets to bench")
+    p.add_argument("--out", default="reports", help="folder for bench.json and bench.md")
+    p.add_argument("--system-qemu", action="store_true", help="use the system qemu-riscv64 (no instruction counts)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from cloudcover.train.errors import CloudcoverError
+
+    from . import harness, qemu, report
+
+    def log(msg: str) -> None:
+        print(f"cloudcover bench: {msg}", flush=True)
+
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    bad = [t for t in targets if t not in ("rv64gc", "rv64gcv")]
+    if bad or not targets:
+        raise CloudcoverError(f"--targets: unknown target(s) {', '.join(bad) or '(none)'}; use rv64gc, rv64gcv")
+    emu = qemu.find_emulator(prefer_plugin=not args.system_qemu)
+    if not emu.counts:
+        log(f"plugin QEMU not found in {qemu.plugin_qemu_dir()}: parity only, instructions not measured (make qemu)")
+    art = harness.Artifacts.load(args.artifacts)
+    refs = harness.compute_references(art, log=log)
+    entries = []
+    with tempfile.TemporaryDirectory(prefix="cloudcover-bench-") as tmp:
+        for t in targets:
+            entries.append(harness.bench_target(art, refs, Path(args.build), t, emu, Path(tmp), log=log))
+    jpath, mpath = report.write_reports(entries, args.out)
+    log(f"wrote {jpath} and {mpath}")
+    print(mpath.read_text())
+    return 0

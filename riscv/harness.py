@@ -1,0 +1,169 @@
+"""Parity and cost of the riscv64 build: run the test split through cloudcover-infer under QEMU and compare.
+
+References, computed once per bench: the float Keras model (model.keras, raw pixels in) and the TFLite int8
+model run by ai-edge-litert with its *reference* kernels (BUILTIN_REF: the bit-exact oracle; TFLite's own
+optimized kernels differ from it by a few LSB). Each target then runs the whole split in one QEMU process;
+instructions per inference = (count with N inputs - count with 0 inputs) / N, so libc start-up is excluded.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cloudcover.train.errors import CloudcoverError
+
+from . import qemu, toolchain
+
+
+@dataclass
+class Artifacts:
+    dir: Path
+    x: np.ndarray  # float model input, NHWC float32
+    y: np.ndarray  # labels
+    quant: dict
+
+    @classmethod
+    def load(cls, art: str | Path) -> "Artifacts":
+        art = Path(art)
+        for name in ("testset.npz", "quant.json", "model_int8.tflite"):
+            if not (art / name).is_file():
+                raise CloudcoverError(f"{art / name} not found; run `cloudcover export` first")
+        with np.load(art / "testset.npz") as z:
+            x, y = z["x"].astype(np.float32), z["y"].astype(np.int64)
+        return cls(art, x, y, json.loads((art / "quant.json").read_text()))
+
+    def int8_inputs(self) -> np.ndarray:
+        """The test images quantized as the int8 model expects them (round half to even, like TFLite)."""
+        q = self.quant["input"]
+        xi = np.round(self.x / q["scale"]) + q["zero_point"]
+        return np.clip(xi, -128, 127).astype(np.int8)
+
+
+@dataclass
+class References:
+    float_logits: np.ndarray
+    tflite_ref: np.ndarray  # int8 outputs, BUILTIN_REF kernels
+    host_tflite_ms: float | None
+    host_onnxruntime_ms: float | None
+    host_onnxruntime_note: str
+
+
+def tflite_run(path: Path, xq: np.ndarray, reference: bool) -> tuple[np.ndarray, float]:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    kw = {"experimental_op_resolver_type": OpResolverType.BUILTIN_REF} if reference else {}
+    it = Interpreter(model_path=str(path), num_threads=1, **kw)
+    it.allocate_tensors()
+    i, o = it.get_input_details()[0], it.get_output_details()[0]
+    outs = []
+    t0 = time.perf_counter()
+    for k in range(len(xq)):
+        it.set_tensor(i["index"], xq[k : k + 1])
+        it.invoke()
+        outs.append(it.get_tensor(o["index"]).reshape(-1).copy())
+    return np.stack(outs), (time.perf_counter() - t0) * 1000 / max(len(xq), 1)
+
+
+def onnxruntime_ms(path: Path, x: np.ndarray) -> tuple[float | None, str]:
+    if not path.is_file():
+        return None, f"{path.name} not found"
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    feed = x.astype(np.float32) if "float" in inp.type else x
+    sess.run(None, {inp.name: feed[:1]})  # warm-up
+    t0 = time.perf_counter()
+    for k in range(len(feed)):
+        sess.run(None, {inp.name: feed[k : k + 1]})
+    return (time.perf_counter() - t0) * 1000 / max(len(feed), 1), f"{path.name}, 1 thread, CPUExecutionProvider"
+
+
+def compute_references(art: Artifacts, log=print) -> References:
+    import keras
+
+    keras_path = art.dir / "model.keras"
+    if not keras_path.is_file():
+        raise CloudcoverError(f"{keras_path} not found; run `cloudcover export` first")
+    model = keras.models.load_model(keras_path, compile=False)
+    float_logits = np.asarray(model.predict(art.x, batch_size=32, verbose=0)).reshape(len(art.x), -1)
+    xq = art.int8_inputs()
+    ref, _ = tflite_run(art.dir / "model_int8.tflite", xq, reference=True)
+    _, host_ms = tflite_run(art.dir / "model_int8.tflite", xq, reference=False)
+    ort_ms, ort_note = onnxruntime_ms(art.dir / "model_int8.onnx", art.x)
+    log(f"references: float Keras and TFLite BUILTIN_REF on {len(xq)} images; host TFLite int8 {host_ms:.3f} ms")
+    return References(float_logits, ref, host_ms, ort_ms, ort_note)
+
+
+def bench_target(art: Artifacts, refs: References, build: Path, target: str, emu: qemu.Emulator,
+                 workdir: Path, log=print) -> dict:
+    model_json = build / "model" / target / "model.json"
+    binary = build / "riscv64" / toolchain.binary_name(target)
+    if not model_json.is_file():
+        raise CloudcoverError(f"{model_json} not found; run `cloudcover compile --target {target} --out {model_json.parent}`")
+    if not binary.is_file():
+        raise CloudcoverError(f"{binary} not found; run `make riscv-build`")
+    info = json.loads(model_json.read_text())
+    xq = art.int8_inputs()
+    per_image = int(np.prod(xq.shape[1:]))
+    if per_image != info["input"]["bytes"] or list(xq.shape[1:]) != info["input"]["shape"][1:]:
+        raise CloudcoverError(f"test images are {list(xq.shape[1:])} ({per_image} B) but {model_json} expects "
+                              f"{info['input']['shape']} ({info['input']['bytes']} B)")
+    n = len(xq)
+    start = qemu.run_infer(emu, binary, target, b"", workdir / f"{target}-empty")
+    full = qemu.run_infer(emu, binary, target, xq.tobytes(), workdir / f"{target}-all")
+    out_bytes = info["output"]["bytes"]
+    if len(full.output) != n * out_bytes:
+        raise CloudcoverError(f"{binary.name} wrote {len(full.output)} bytes for {n} inputs; expected {n * out_bytes}")
+    dev = np.frombuffer(full.output, dtype=np.int8).reshape(n, -1)
+
+    insns = None
+    if full.instructions is not None and start.instructions is not None:
+        insns = (full.instructions - start.instructions) / n
+    top_dev, top_float, top_ref = dev.argmax(1), refs.float_logits.argmax(1), refs.tflite_ref.argmax(1)
+    sizes = toolchain.elf_section_sizes(binary)
+    kernels_text = toolchain.elf_section_sizes(build / "model" / target / "kernels.o").get(".text", 0)
+    entry = {
+        "model": info["model"],
+        "target": target,
+        "macs": info["macs"],
+        "instructions_per_inference": None if insns is None else round(insns),
+        "instructions_per_mac": None if insns is None or not info["macs"] else round(insns / info["macs"], 3),
+        "top1_agreement_float": float(np.mean(top_dev == top_float)),
+        "top1_agreement_tflite": float(np.mean(top_dev == top_ref)),
+        "max_abs_diff_lsb": int(np.abs(dev.astype(np.int32) - refs.tflite_ref.astype(np.int32)).max()),
+        "accuracy_float": float(np.mean(top_float == art.y)),
+        "accuracy_device": float(np.mean(top_dev == art.y)),
+        "text_bytes": sizes.get(".text", 0),
+        "weights_bytes": info["weights_bytes"],
+        "arena_bytes": info["arena_bytes"],
+        "int8_compute": bool(info["int8_compute"]),
+        # extras
+        "n_images": n,
+        "accuracy_tflite_ref": float(np.mean(top_ref == art.y)),
+        "lsb_histogram": {str(k): int(v) for k, v in zip(*np.unique(
+            np.abs(dev.astype(np.int32) - refs.tflite_ref.astype(np.int32)), return_counts=True))},
+        "kernels_text_bytes": kernels_text,
+        "workspace_bytes": info["workspace_bytes"],
+        "intermediate_bytes_sum": info["intermediate_bytes_sum"],
+        "weights_dtypes": info["weights_dtypes"],
+        "emulated_ms_per_inference": round((full.wall_s - start.wall_s) * 1000 / n, 3),
+        "emulator": f"qemu-riscv64 {emu.version}" + (" + libinsn.so (inline)" if emu.counts else " (no plugin)"),
+        "instructions_note": None if insns is not None else "not measured: plugin QEMU unavailable (run `make qemu`)",
+        "startup_instructions": start.instructions,
+        "host_tflite_int8_ms": None if refs.host_tflite_ms is None else round(refs.host_tflite_ms, 4),
+        "host_onnxruntime_int8_ms": None if refs.host_onnxruntime_ms is None else round(refs.host_onnxruntime_ms, 4),
+        "host_onnxruntime_note": refs.host_onnxruntime_note,
+        "lowering": info.get("lowering"),
+    }
+    log(f"{target}: top-1 vs TFLite-ref {entry['top1_agreement_tflite']:.1%}, vs float "
+        f"{entry['top1_agreement_float']:.1%}, max diff {entry['max_abs_diff_lsb']} LSB, "
+        f"{entry['instructions_per_inference']} instructions/inference")
+    return entry

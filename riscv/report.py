@@ -1,0 +1,86 @@
+"""Write reports/bench.json (one entry per model and target) and reports/bench.md (table + method)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cloudcover.train.atomic import write_text
+
+REQUIRED_KEYS = ("model", "target", "macs", "instructions_per_inference", "instructions_per_mac",
+                 "top1_agreement_float", "top1_agreement_tflite", "max_abs_diff_lsb", "accuracy_float",
+                 "accuracy_device", "text_bytes", "weights_bytes", "arena_bytes", "int8_compute")
+
+
+def _fmt(v, kind: str = "") -> str:
+    if v is None:
+        return "n/m"
+    if kind == "pct":
+        return f"{v:.1%}"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:,.3f}"
+    return str(v)
+
+
+def render_markdown(entries: list[dict]) -> str:
+    cols = [("target", "target", ""), ("MACs", "macs", ""), ("instr/inference", "instructions_per_inference", ""),
+            ("instr/MAC", "instructions_per_mac", ""), ("emulated ms/inf", "emulated_ms_per_inference", ""),
+            ("top-1 = TFLite-ref", "top1_agreement_tflite", "pct"), ("top-1 = float", "top1_agreement_float", "pct"),
+            ("max diff (LSB)", "max_abs_diff_lsb", ""), ("acc float", "accuracy_float", "pct"),
+            ("acc device", "accuracy_device", "pct"), (".text B", "text_bytes", ""), ("kernels .text B", "kernels_text_bytes", ""),
+            ("weights B", "weights_bytes", ""), ("arena B", "arena_bytes", ""), ("workspace B", "workspace_bytes", ""),
+            ("int8 compute", "int8_compute", "")]
+    lines = ["# cloudcover riscv64 benchmark", ""]
+    for model in dict.fromkeys(e["model"] for e in entries):
+        rows = [e for e in entries if e["model"] == model]
+        lines += [f"## {model} ({rows[0]['n_images']} test images)", "",
+                  "| " + " | ".join(c[0] for c in cols) + " |", "|" + "---|" * len(cols)]
+        for e in rows:
+            lines.append("| " + " | ".join(_fmt(e.get(k), kind) for _, k, kind in cols) + " |")
+        e = rows[0]
+        lines += ["", f"Host baselines on this x86-64 machine (1 thread, ms per inference): TFLite int8 "
+                  f"(ai-edge-litert, default kernels) {_fmt(e['host_tflite_int8_ms'])}; onnxruntime int8 "
+                  f"{_fmt(e['host_onnxruntime_int8_ms'])} ({e['host_onnxruntime_note']}).", ""]
+    e = entries[0]
+    lines += [
+        "## How each figure was measured", "",
+        f"- **Device run**: `cloudcover-infer in.bin out.bin` (static riscv64 ELF) under {e['emulator']}, one QEMU "
+        "process per target over the whole test split; inputs are the test images quantized with quant.json's "
+        "input scale and zero point.",
+        "- **instr/inference**: guest instructions counted by QEMU's `libinsn.so` TCG plugin, run with `env -i` and "
+        "fixed relative arguments; (count for N inputs - count for 0 inputs) / N, so process start-up is excluded. "
+        "Deterministic for a given QEMU build; `n/m` = not measured (no plugin QEMU; run `make qemu`).",
+        "- **instr/MAC**: instructions per inference / MACs of conv2d and matmul counted on the imported Relax graph.",
+        "- **emulated ms/inf**: wall time of the QEMU process (same difference as above) on this machine, with the "
+        "plugin loaded: an emulation figure, not the speed of riscv64 hardware.",
+        "- **top-1 = TFLite-ref**: share of images where the device's top class equals that of the int8 TFLite model "
+        "run by ai-edge-litert with its *reference* kernels (BUILTIN_REF, the bit-exact oracle). **max diff (LSB)**: "
+        "largest |device - TFLite-ref| over all int8 output scores.",
+        "- **top-1 = float**: agreement with the float Keras model (model.keras) on the same images; **acc** columns "
+        "are accuracy against the labels.",
+        "- **.text B**: `.text` section of the whole static binary (model kernels + runtime + libc); **kernels .text "
+        "B**: the TVM kernels alone. **weights B**: constant tensors as stored in the binary (after TVM folds "
+        "dequantize into them: float32 on the float route). **arena B**: intermediates placed by the liveness "
+        "plan; **workspace B**: the kernels' scratch stack placed after it.",
+        f"- **int8 compute**: {'yes' if e['int8_compute'] else 'no'}: " + (
+            "the kernels compute in integers." if e["int8_compute"] else
+            "TVM's importer lowers the int8 model to dequantize -> float32 op -> quantize; the kernels compute "
+            "in float32 and only the tensors between them are int8 where TFLite's are."),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_reports(entries: list[dict], out_dir: str | Path) -> tuple[Path, Path]:
+    out_dir = Path(out_dir)
+    for e in entries:
+        missing = [k for k in REQUIRED_KEYS if k not in e]
+        assert not missing, f"bench entry lacks {missing}"
+    jpath, mpath = out_dir / "bench.json", out_dir / "bench.md"
+    write_text(jpath, json.dumps(entries, indent=1) + "\n")
+    write_text(mpath, render_markdown(entries))
+    return jpath, mpath
