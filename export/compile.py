@@ -3,9 +3,11 @@
     OUT/model.c      generated tables (codegen.py) + cc_model_run
     OUT/kernels.o    the TIR kernels, built by TVM with LLVM for the target
     OUT/model.json   what the harness and the report need: shapes, quantization, class names, MACs,
-                     bytes (weights, arena, workspace), kernel list, memory plan, int8_compute
+                     bytes (weights, arena, workspace), kernel list, memory plan, compute, int8_compute
 
-Stages: relax_import -> lowering (pass pipeline, flat call list) -> memplan -> codegen; TVM builds the kernels.
+Stages: relax_import -> [int8_lowering] -> lowering (pass pipeline, flat call list) -> memplan -> codegen;
+TVM builds the kernels. `compute="int8"` rewrites the importer's dequantize -> float op -> quantize patterns
+into integer kernels bit-exact with TFLite's reference kernels; `"float"` keeps TVM's float route.
 The folder is written atomically: a failed compile leaves the previous one (or nothing) behind.
 """
 
@@ -18,8 +20,13 @@ from pathlib import Path
 from cloudcover.train.atomic import atomic_dir
 from cloudcover.train.errors import CloudcoverError
 
-from . import codegen, lowering, memplan, relax_import
+from . import codegen, int8_lowering, lowering, memplan, relax_import
 from .targets import get_target
+
+COMPUTES = ("int8", "float")
+# int8: bit-exact with TFLite's reference kernels (tests/riscv/test_int8_lowering.py). The float route stays
+# available for comparison; it is faster today because the integer requantization is not yet fused.
+DEFAULT_COMPUTE = "int8"
 
 
 def read_quant(model_path: Path) -> dict:
@@ -51,15 +58,25 @@ def uses_float(kernels) -> bool:
     return any(f in text for f in ("float32", "float16", "float64"))
 
 
-def compile_model(model_path: str | Path, target_name: str, out_dir: str | Path, log=print) -> dict:
+def compile_model(model_path: str | Path, target_name: str, out_dir: str | Path, log=print,
+                  compute: str = DEFAULT_COMPUTE) -> dict:
     import tvm
     from tvm import tirx
 
     model_path, out_dir = Path(model_path), Path(out_dir)
+    if compute not in COMPUTES:
+        raise CloudcoverError(f"unknown compute {compute!r} (expected one of {', '.join(COMPUTES)})")
     target = get_target(target_name)
     t0 = time.time()
     mod = relax_import.import_model(model_path)
     macs = lowering.count_macs(mod)
+    rewritten: dict[str, int] = {}
+    if compute == "int8":
+        mod, rewritten = int8_lowering.lower_int8(mod)
+        log("int8 lowering: " + (", ".join(f"{n} {k}" for k, n in sorted(rewritten.items())) or "no pattern matched"))
+    float_ops = int8_lowering.float_ops(mod)
+    if compute == "int8" and float_ops:
+        log(f"int8 lowering: left on the float route: {', '.join(float_ops)}")
     lowered = lowering.lower(mod)
     graph = lowering.extract_graph(lowered)
     kernels = lowering.kernel_module(lowered)
@@ -104,8 +121,13 @@ def compile_model(model_path: str | Path, target_name: str, out_dir: str | Path,
         "arena_bytes": plan.arena_bytes,
         "intermediate_bytes_sum": sum(b.size for b in buffers),
         "workspace_bytes": workspace,
+        "compute": compute,
         "int8_compute": not uses_float(kernels),
-        "lowering": "tvm-float (dequantize -> float op -> quantize)",
+        "float_ops": float_ops,
+        "int8_ops": rewritten,
+        "lowering": ("int8 (TFLite reference-kernel integer arithmetic"
+                     + (f"; float route for: {', '.join(float_ops)})" if float_ops else ")")
+                     if compute == "int8" else "tvm-float (dequantize -> float op -> quantize)"),
         "kernels": sorted(gv.name_hint for gv in kernels.functions),
         "steps": [s.kernel for s in graph.steps],
         "memory_plan": [{"name": b.name, "size": b.size, "first_use": b.first_use, "last_use": b.last_use,

@@ -22,15 +22,18 @@ def register(subparsers) -> None:
     p.add_argument("--target", default="rv64gc", choices=sorted(TARGETS),
                    help="rv64gc: scalar RISC-V; rv64gcv: with the vector extension (VLEN 128); host: this "
                    "machine (for the sanitizer tests)")
+    p.add_argument("--compute", default=None, choices=["int8", "float"],
+                   help="int8: integer kernels bit-exact with TFLite's reference kernels (int8 weights); float: "
+                   "TVM's dequantize -> float32 op -> quantize route (default: int8)")
     p.add_argument("--out", required=True, help="output folder, e.g. build/model/rv64gc (replaced atomically)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from .compile import compile_model
+    from .compile import DEFAULT_COMPUTE, compile_model
 
     def log(msg: str) -> None:
         print(f"cloudcover compile: {msg}", flush=True)
 
-    compile_model(args.model, args.target, args.out, log=log)
+    compile_model(args.model, args.target, args.out, log=log, compute=args.compute or DEFAULT_COMPUTE)
     return 0

@@ -144,6 +144,7 @@ def bench_target(art: Artifacts, refs: References, build: Path, target: str, emu
         "text_bytes": sizes.get(".text", 0),
         "weights_bytes": info["weights_bytes"],
         "arena_bytes": info["arena_bytes"],
+        # model.json's truth: true only when no lowered kernel computes in floating point
         "int8_compute": bool(info["int8_compute"]),
         # extras
         "n_images": n,
@@ -162,6 +163,8 @@ def bench_target(art: Artifacts, refs: References, build: Path, target: str, emu
         "host_onnxruntime_int8_ms": None if refs.host_onnxruntime_ms is None else round(refs.host_onnxruntime_ms, 4),
         "host_onnxruntime_note": refs.host_onnxruntime_note,
         "lowering": info.get("lowering"),
+        "compute": info.get("compute", "float"),
+        "float_ops": info.get("float_ops"),
     }
     log(f"{target}: top-1 vs TFLite-ref {entry['top1_agreement_tflite']:.1%}, vs float "
         f"{entry['top1_agreement_float']:.1%}, max diff {entry['max_abs_diff_lsb']} LSB, "

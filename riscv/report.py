@@ -63,16 +63,26 @@ def render_markdown(entries: list[dict]) -> str:
         "- **top-1 = float**: agreement with the float Keras model (model.keras) on the same images; **acc** columns "
         "are accuracy against the labels.",
         "- **.text B**: `.text` section of the whole static binary (model kernels + runtime + libc); **kernels .text "
-        "B**: the TVM kernels alone. **weights B**: constant tensors as stored in the binary (after TVM folds "
-        "dequantize into them: float32 on the float route). **arena B**: intermediates placed by the liveness "
+        "B**: the TVM kernels alone. **weights B**: constant tensors as stored in the binary (int8 weights plus "
+        "int32/int64 requantization vectors on the int8 route; float32 after TVM folds dequantize on the float route). **arena B**: intermediates placed by the liveness "
         "plan; **workspace B**: the kernels' scratch stack placed after it.",
-        f"- **int8 compute**: {'yes' if e['int8_compute'] else 'no'}: " + (
-            "the kernels compute in integers." if e["int8_compute"] else
-            "TVM's importer lowers the int8 model to dequantize -> float32 op -> quantize; the kernels compute "
-            "in float32 and only the tensors between them are int8 where TFLite's are."),
+        f"- **int8 compute**: {'yes' if e['int8_compute'] else 'no'}: " + _compute_note(e),
         "",
     ]
     return "\n".join(lines)
+
+
+def _compute_note(e: dict) -> str:
+    """Why int8_compute is what it is, from model.json (compute route and the ops left in float)."""
+    if e["int8_compute"]:
+        return ("the kernels compute in integers (int8 x int8 -> int32 with TFLite's reference requantization, "
+                "`cloudcover compile --compute int8`); weights are stored as int8.")
+    ops = ", ".join(e.get("float_ops") or [])
+    if e.get("compute") == "int8":
+        return (f"the int8 lowering left these operators on the float route: {ops or 'see model.json'}; "
+                "the kernels computing them use float32.")
+    return ("TVM's importer lowers the int8 model to dequantize -> float32 op -> quantize (`--compute float`); "
+            "the kernels compute in float32 and only the tensors between them are int8 where TFLite's are.")
 
 
 def write_reports(entries: list[dict], out_dir: str | Path) -> tuple[Path, Path]:
