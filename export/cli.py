@@ -1,0 +1,38 @@
+"""`cloudcover export`: int8 TFLite + ONNX fp32/int8 from a training run, with a host parity table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cloudcover.train.cli import HelpFormatter
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "export", help="export a trained run to int8 TFLite and ONNX, check parity with the float model",
+        formatter_class=HelpFormatter,
+        description="Convert RUN_DIR/model.keras to a full-integer TFLite model (int8 in/out, calibrated on "
+        "train-split images), an fp32 ONNX model (tf2onnx, opset 17) and a QDQ int8 ONNX model (onnxruntime), "
+        "run all of them on the test split and print accuracy, top-1 agreement with the float model and score "
+        "differences. ART_DIR is built in a temp folder and renamed, so an interrupted export leaves nothing.",
+        epilog="ART_DIR gets model_int8.tflite, model_fp32.onnx, model_int8.onnx, parity.json, parity.md, "
+        "model.keras, preprocess.json, testset.npz and quant.json (for the RISC-V stage). Example: "
+        "cloudcover export --run demo/run --out demo/artifacts",
+    )
+    p.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="folder written by 'cloudcover train'")
+    p.add_argument("--out", type=Path, required=True, metavar="ART_DIR", help="artifact folder to write (replaced)")
+    p.add_argument("--calib-samples", type=int, default=200, metavar="N",
+                   help="train-split images used to calibrate int8 activations")
+    p.add_argument("--data", type=Path, default=None, metavar="DATASET_DIR",
+                   help="dataset for calibration and the test split (default: the one recorded in the run)")
+    p.set_defaults(func=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from cloudcover.export.export import export_run
+
+    result = export_run(args.run, args.out, calib_samples=args.calib_samples, data_dir=args.data)
+    print(result.table, end="")
+    print(f"artifacts -> {result.out}")
+    return 0

@@ -1,0 +1,112 @@
+"""`cloudcover export`: a training run -> int8 TFLite, fp32/int8 ONNX, host parity, and the device inputs.
+
+ART_DIR/ (built in a temp folder and renamed whole, so an interrupted export leaves nothing behind):
+    model_int8.tflite   full integer (int8 in, int8 out, int8 builtin ops)
+    model_fp32.onnx     tf2onnx, opset 17
+    model_int8.onnx     onnxruntime static QDQ, per-channel int8 weights
+    parity.json/.md     accuracy, agreement, score differences, sizes (see parity.py)
+    model.keras, preprocess.json   copies from the run
+    testset.npz         x float32 [N,H,W,C] (raw pixels, what the float model takes), y int64, ids;
+                        also keras_logits float32 [N,K] and tflite_int8 int8 [N,K] (reference kernels)
+    quant.json          input/output int8 quantization (shape, dtype, scale, zero_point), class_names
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cloudcover.export import onnx_export, parity, tflite_export
+from cloudcover.train.atomic import atomic_dir
+from cloudcover.train.errors import CloudcoverError
+from cloudcover.train.preprocess import load_images, load_split, read_dataset
+from cloudcover.train.training import load_run
+
+ARTIFACTS = ("model_int8.tflite", "model_fp32.onnx", "model_int8.onnx", "parity.json", "parity.md", "model.keras",
+             "preprocess.json", "testset.npz", "quant.json")
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    parity: dict  # the content of parity.json
+    table: str  # the content of parity.md
+
+
+def calibration_images(data_dir: Path, pre, n: int, seed: int = 0) -> np.ndarray:
+    """Up to `n` train-split images, drawn at random (seeded) across the classes."""
+    if n < 1:
+        raise CloudcoverError(f"calibration set is empty: --calib-samples must be at least 1, got {n}")
+    info = read_dataset(data_dir)
+    rows = info.split_rows("train")
+    if not rows:
+        raise CloudcoverError(f"calibration set is empty: {info.root / 'manifest.csv'} has no train images")
+    pick = np.random.default_rng(seed).permutation(len(rows))[:n]
+    return load_images([info.root / rows[i]["image"] for i in sorted(pick)], pre)
+
+
+def export_run(run_dir: str | Path, out: str | Path, calib_samples: int = 200, data_dir: str | Path | None = None,
+               log=print) -> ExportResult:
+    """Export the run in `run_dir` to `out`; `data_dir` defaults to the dataset recorded at training."""
+    run_dir, out = Path(run_dir), Path(out)
+    model, pre = load_run(run_dir)
+    data = Path(data_dir or pre.data_dir)
+    if not (data / "manifest.csv").is_file():
+        raise CloudcoverError(f"dataset {data} not found or has no manifest.csv (pass --data DATASET_DIR)")
+    t0 = time.perf_counter()
+    calib = calibration_images(data, pre, calib_samples)
+    x, y, ids = load_split(data, "test", pre)
+    if len(x) == 0:
+        raise CloudcoverError(f"{data / 'manifest.csv'} has no test split to check parity on")
+    log(f"export: {len(calib)} calibration images, {len(x)} test images from {data}")
+
+    with atomic_dir(out) as tmp:
+        shutil.copy2(run_dir / "model.keras", tmp / "model.keras")
+        shutil.copy2(run_dir / "preprocess.json", tmp / "preprocess.json")
+        log("export: TFLite int8 ...")
+        tflite_export.convert_int8(model, calib, tmp / "model_int8.tflite")
+        log("export: ONNX fp32 and int8 ...")
+        onnx_export.convert_fp32(model, tmp / "model_fp32.onnx")
+        onnx_export.quantize_int8(tmp / "model_fp32.onnx", calib, tmp / "model_int8.onnx")
+
+        log("export: parity on the test split ...")
+        ref = model.predict(x, batch_size=32, verbose=0).astype(np.float32)
+        q_ref, tfl_ref = tflite_export.run_int8(tmp / "model_int8.tflite", x, resolver="reference")
+        _, tfl_opt = tflite_export.run_int8(tmp / "model_int8.tflite", x, resolver="default")
+        onnx32 = onnx_export.run(tmp / "model_fp32.onnx", x)
+        onnx8 = onnx_export.run(tmp / "model_int8.onnx", x)
+
+        def size(name: str) -> int:
+            return (tmp / name).stat().st_size
+
+        rows = [
+            parity.compare("keras fp32", "model.keras", size("model.keras"), ref, ref, y),
+            parity.compare("tflite int8", "model_int8.tflite", size("model_int8.tflite"), tfl_ref, ref, y,
+                           note="ai_edge_litert interpreter, reference kernels (OpResolverType.BUILTIN_REF), "
+                                "the bit-exact oracle"),
+            parity.compare("tflite int8 (default kernels)", "model_int8.tflite", size("model_int8.tflite"), tfl_opt,
+                           ref, y, note="ai_edge_litert interpreter, default resolver (optimized kernels + XNNPACK)"),
+            parity.compare("onnx fp32", "model_fp32.onnx", size("model_fp32.onnx"), onnx32, ref, y,
+                           note="onnxruntime CPUExecutionProvider"),
+            parity.compare("onnx int8", "model_int8.onnx", size("model_int8.onnx"), onnx8, ref, y,
+                           note="onnxruntime, QDQ per-channel int8"),
+        ]
+        qin, qout = tflite_export.io_quant(tmp / "model_int8.tflite")
+        quant = {"input": qin.to_json(), "output": qout.to_json(), "class_names": pre.class_names}
+        (tmp / "quant.json").write_text(json.dumps(quant, indent=2) + "\n")
+        np.savez_compressed(tmp / "testset.npz", x=x.astype(np.float32), y=y.astype(np.int64), ids=np.array(ids),
+                            keras_logits=ref, tflite_int8=q_ref)
+        extra = {"run": str(run_dir.resolve()), "data": str(data.resolve()), "model": pre.model,
+                 "input_size": pre.input_size, "calib_samples": int(len(calib)), "quant": quant,
+                 "tflite_resolver": "reference (BUILTIN_REF) for 'tflite int8'; default for the second row",
+                 "seconds": round(time.perf_counter() - t0, 1)}
+        report = parity.report(rows, len(x), extra)
+        table = parity.markdown(rows, len(x))
+        (tmp / "parity.json").write_text(json.dumps(report, indent=2) + "\n")
+        (tmp / "parity.md").write_text(table)
+    return ExportResult(out, report, table)

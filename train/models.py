@@ -1,0 +1,220 @@
+"""Model zoo: a registry of classifiers by name, each built as raw pixels -> normalization -> backbone -> logits.
+
+Like timm's registry: `@register_model` adds a builder with its default config, `create_model(name, **kw)`
+builds one and refuses unknown names by listing the known ones. Every model takes raw pixel values
+(0..255 for 8-bit RGB) and normalizes them with the train-split statistics inside its first layer, so
+every later stage (export, evaluate, predict, the RISC-V device) only decodes and resizes, and the int8
+input quantization of the raw range is nearly lossless. Models output logits; softmax is applied at
+evaluation. No ImageNet weights: backbones start from scratch, or from a local weights file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cloudcover.train.errors import CloudcoverError
+
+if TYPE_CHECKING:  # keras is imported lazily so the CLI stays fast
+    import keras
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What a family needs and prefers: the CLI and the tuner read defaults from here."""
+
+    name: str
+    builder: Callable[..., "keras.Model"]
+    default_size: int  # input side length in pixels
+    min_size: int  # smallest input side the architecture accepts
+    description: str
+    uses_alpha: bool = False  # whether the width multiplier applies
+
+
+_REGISTRY: dict[str, ModelConfig] = {}
+
+
+def register_model(name: str, *, default_size: int, min_size: int, description: str, uses_alpha: bool = False):
+    """Decorator: add a backbone builder `(inputs, alpha, weights) -> features tensor` under `name`."""
+
+    def deco(fn: Callable[..., "keras.Model"]) -> Callable[..., "keras.Model"]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        _REGISTRY[name] = ModelConfig(name, fn, default_size, min_size, description, uses_alpha)
+        return fn
+
+    return deco
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def model_config(name: str) -> ModelConfig:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise CloudcoverError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int,
+    input_size: int | None = None,
+    bands: int = 3,
+    alpha: float = 0.35,
+    dropout: float = 0.2,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    weights: str | Path | None = None,
+) -> "keras.Model":
+    """Build `name` for `bands`-channel `input_size`² raw-pixel input and `num_classes` logits.
+
+    `mean`/`std` (per band) become a Normalization layer; omitted, the model normalizes nothing.
+    `weights` is a local backbone weights file (Keras `.weights.h5` / `.h5`) loaded into the backbone.
+    """
+    import keras
+
+    cfg = model_config(name)
+    size = int(input_size or cfg.default_size)
+    if size < cfg.min_size:
+        raise CloudcoverError(f"model {name!r} needs an input size of at least {cfg.min_size} px, got {size} "
+                              f"(--input-size)")
+    if bands < 1 or num_classes < 2:
+        raise CloudcoverError(f"model {name!r}: need bands >= 1 and at least 2 classes, got {bands} and {num_classes}")
+    if weights is not None and not Path(weights).is_file():
+        raise CloudcoverError(f"weights file not found: {weights} (--weights)")
+
+    inputs = keras.Input((size, size, bands), name="pixels")
+    x = inputs
+    if mean is not None and std is not None:
+        if len(mean) != bands or len(std) != bands:
+            raise CloudcoverError(f"normalization has {len(mean)} means for {bands} bands")
+        var = [max(float(s), 1e-6) ** 2 for s in std]
+        x = keras.layers.Normalization(mean=[float(m) for m in mean], variance=var, name="normalize")(x)
+    backbone = cfg.builder(size=size, bands=bands, alpha=alpha)
+    if weights is not None:
+        try:
+            backbone.load_weights(str(weights))
+        except Exception as exc:  # Keras raises ValueError/KeyError/OSError depending on the mismatch
+            raise CloudcoverError(f"cannot load backbone weights {weights} into {name!r}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+    for layer in _all_layers(backbone):
+        # Keras applications use momentum 0.999 (tuned for ImageNet's 10^5+ steps); training from scratch on a
+        # few hundred steps leaves the moving statistics near their initial values and validation accuracy at
+        # chance. 0.9 tracks the batch statistics within ~20 steps.
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
+    x = backbone(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    if dropout > 0:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=f"cloudcover_{name}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Backbones: each returns a keras.Model from an image (already normalized) to a feature map.
+
+
+@register_model("mobilenet", default_size=96, min_size=32, uses_alpha=True,
+                description="MobileNetV2 with width multiplier alpha (the default edge model)")
+def _mobilenet(size: int, bands: int, alpha: float) -> "keras.Model":
+    import keras
+
+    return keras.applications.MobileNetV2(input_shape=(size, size, bands), alpha=alpha, include_top=False,
+                                          weights=None)
+
+
+@register_model("mobilenet_v3_small", default_size=96, min_size=32, uses_alpha=True,
+                description="MobileNetV3-Small (alpha scales its width)")
+def _mobilenet_v3_small(size: int, bands: int, alpha: float) -> "keras.Model":
+    import keras
+
+    return keras.applications.MobileNetV3Small(input_shape=(size, size, bands), alpha=alpha, include_top=False,
+                                               weights=None, include_preprocessing=False)
+
+
+@register_model("resnet50", default_size=224, min_size=32, description="ResNet-50 (original system; heavy)")
+def _resnet50(size: int, bands: int, alpha: float) -> "keras.Model":
+    import keras
+
+    return keras.applications.ResNet50(input_shape=(size, size, bands), include_top=False, weights=None)
+
+
+@register_model("vgg16", default_size=224, min_size=32, description="VGG-16 (original system; heavy)")
+def _vgg16(size: int, bands: int, alpha: float) -> "keras.Model":
+    import keras
+
+    return keras.applications.VGG16(input_shape=(size, size, bands), include_top=False, weights=None)
+
+
+@register_model("inception_v3", default_size=299, min_size=75, description="Inception-v3 (original system; >= 75 px)")
+def _inception_v3(size: int, bands: int, alpha: float) -> "keras.Model":
+    import keras
+
+    return keras.applications.InceptionV3(input_shape=(size, size, bands), include_top=False, weights=None)
+
+
+# edge_cnn: stem conv + depthwise-separable blocks (channels, stride). About 15 M MACs at 96x96 with
+# alpha 1 -- a third of the 50 M budget -- and every op is one that int8 TFLite and TVM lower directly.
+_EDGE_BLOCKS = ((32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1))
+
+
+@register_model("edge_cnn", default_size=96, min_size=16, uses_alpha=True,
+                description="compact depthwise-separable CNN for RISC-V (~15 M MACs at 96 px, alpha 1)")
+def _edge_cnn(size: int, bands: int, alpha: float) -> "keras.Model":
+    import keras
+    from keras import layers
+
+    def width(c: int) -> int:
+        return max(8, int(round(c * alpha / 8)) * 8)
+
+    # alpha < 0.5 would starve this small net; treat the mobilenet default (0.35) as "full width".
+    alpha = 1.0 if alpha < 0.5 else alpha
+    inputs = keras.Input((size, size, bands))
+    x = layers.Conv2D(width(16), 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.ReLU(6.0, name="stem_relu")(x)
+    for i, (channels, stride) in enumerate(_EDGE_BLOCKS):
+        x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"b{i}_dw")(x)
+        x = layers.BatchNormalization(name=f"b{i}_dw_bn")(x)
+        x = layers.ReLU(6.0, name=f"b{i}_dw_relu")(x)
+        x = layers.Conv2D(width(channels), 1, use_bias=False, name=f"b{i}_pw")(x)
+        x = layers.BatchNormalization(name=f"b{i}_pw_bn")(x)
+        x = layers.ReLU(6.0, name=f"b{i}_pw_relu")(x)
+    return keras.Model(inputs, x, name="edge_cnn")
+
+
+def _all_layers(model: "keras.Model") -> list:
+    import keras
+
+    out = []
+    for layer in model.layers:
+        out.extend(_all_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return out
+
+
+def count_macs(model: "keras.Model") -> int:
+    """Multiply-accumulates of one forward pass over Conv2D, DepthwiseConv2D and Dense layers (nested too)."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += count_macs(layer)
+            continue
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            _, h, w, c = layer.output.shape
+            kh, kw = layer.kernel_size
+            total += h * w * c * kh * kw
+        elif isinstance(layer, keras.layers.Conv2D):
+            _, h, w, c = layer.output.shape
+            kh, kw = layer.kernel_size
+            total += h * w * c * kh * kw * layer.input.shape[-1] // layer.groups
+        elif isinstance(layer, keras.layers.Dense):
+            total += int(layer.input.shape[-1]) * layer.units
+    return int(total)

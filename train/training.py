@@ -1,0 +1,324 @@
+"""Train one classifier on a prepared dataset and write a run folder.
+
+RUN_DIR/ after a finished run:
+    model.keras        best-validation-loss weights, normalization inside (takes raw pixels)
+    preprocess.json    input size, bands, train-split mean/std, class names, bins (see preprocess.py)
+    history.json       per-epoch loss / accuracy / val_loss / val_accuracy / lr
+    history.png        loss and accuracy curves
+    val_metrics.json   accuracy, loss, per-class accuracy and confusion matrix on the val split
+    train.json         the TrainConfig, class weights, best epoch, training images/s
+During a run, RUN_DIR/checkpoint/ holds the resume state (last-epoch weights, best weights, a CSV
+history); it is removed when the run finishes, so an interrupted run picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cloudcover.train import pipeline
+from cloudcover.train.atomic import atomic_path, write_text
+from cloudcover.train.errors import CloudcoverError
+from cloudcover.train.models import create_model, model_config
+from cloudcover.train.preprocess import Preprocess, band_stats, detect_bands, load_split, read_dataset
+
+if TYPE_CHECKING:
+    import keras
+
+OPTIMIZERS = ("sgd", "adam", "adagrad", "adadelta", "nadam", "rmsprop")
+CHECKPOINT_DIR = "checkpoint"
+WARMUP_EPOCHS = 8  # epochs early stopping ignores (see train)
+
+
+@dataclass
+class Augment:
+    """Train-time augmentation; the tune verb searches over these."""
+
+    hflip: bool = True
+    vflip: bool = True
+    rotation: float = 0.0  # degrees, max
+    width_shift: float = 0.0  # fraction of the width
+    height_shift: float = 0.0
+    zoom: float = 0.0  # fraction
+    brightness: float = 0.0  # max relative change
+
+
+@dataclass
+class TrainConfig:
+    data: Path
+    out: Path
+    model: str = "mobilenet"
+    input_size: int = 96
+    alpha: float = 0.35
+    epochs: int = 30
+    batch_size: int = 16
+    optimizer: str = "adam"  # sgd (momentum), adam, adagrad, adadelta, nadam, rmsprop
+    lr: float = 1e-3
+    momentum: float = 0.9
+    dropout: float = 0.2
+    label_smoothing: float = 0.0
+    augment: Augment = field(default_factory=Augment)
+    patience: int = 8
+    seed: int = 0
+    weights: Path | None = None
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        for k in ("data", "out", "weights"):
+            d[k] = None if d[k] is None else str(d[k])
+        return d
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    history: dict[str, list[float]]
+    val_metrics: dict
+    best_epoch: int  # 0-based index into history
+    images_per_s: float  # training throughput (forward + backward + augmentation), median over epochs
+
+
+def make_optimizer(name: str, lr: float, momentum: float = 0.9) -> "keras.optimizers.Optimizer":
+    import keras
+
+    factories = {
+        "sgd": lambda: keras.optimizers.SGD(lr, momentum=momentum),
+        "adam": lambda: keras.optimizers.Adam(lr),
+        "adagrad": lambda: keras.optimizers.Adagrad(lr),
+        "adadelta": lambda: keras.optimizers.Adadelta(lr),
+        "nadam": lambda: keras.optimizers.Nadam(lr),
+        "rmsprop": lambda: keras.optimizers.RMSprop(lr),
+    }
+    if name not in factories:
+        raise CloudcoverError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)} (--optimizer)")
+    if not lr > 0:
+        raise CloudcoverError(f"learning rate must be positive, got {lr} (--lr)")
+    return factories[name]()
+
+
+def cosine_lr(lr: float, epoch: int, epochs: int) -> float:
+    """Cosine decay from `lr` to lr/20 over the run: no plateau detection to be fooled by BatchNorm warm-up."""
+    t = min(epoch / max(epochs - 1, 1), 1.0)
+    return float(lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))))
+
+
+def class_weights(y: np.ndarray, num_classes: int) -> dict[int, float] | None:
+    """Balanced class weights (n / (k * count)), or None when the classes are balanced within 20 %."""
+    counts = np.bincount(y, minlength=num_classes)
+    if counts.min() * 1.2 >= counts.max():
+        return None
+    return {i: float(len(y) / (num_classes * c)) for i, c in enumerate(counts)}
+
+
+def _throughput_callback(n_images: int, times: list[float]):
+    """Seconds of the training part of each epoch (excludes validation), appended to `times`."""
+    import keras
+
+    class Throughput(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t0 = time.perf_counter()
+            self._done = False
+
+        def on_test_begin(self, logs=None):
+            if not self._done:
+                times.append(time.perf_counter() - self._t0)
+                self._done = True
+
+    return Throughput()
+
+
+def _read_csv_history(path: Path) -> dict[str, list[float]]:
+    """The CSVLogger history, one row per epoch (the last row wins when a resumed run repeated an epoch)."""
+    import csv
+
+    if not path.is_file():
+        return {}
+    by_epoch: dict[int, dict[str, float]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            epoch = int(row.pop("epoch"))
+            by_epoch[epoch] = {k: float(v) for k, v in row.items() if v not in ("", None)}
+    keys = sorted({k for r in by_epoch.values() for k in r})
+    epochs = sorted(by_epoch)
+    return {k: [by_epoch[e].get(k, math.nan) for e in epochs] for k in keys}
+
+
+def plot_history(history: dict[str, list[float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
+            if key in history:
+                ax.plot(range(1, len(history[key]) + 1), history[key], style, label=key)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+def classification_metrics(logits: np.ndarray, y: np.ndarray, class_names: Sequence[str]) -> dict:
+    """Accuracy, mean cross-entropy, per-class accuracy and confusion matrix (rows true, columns predicted)."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    pred = logits.argmax(axis=1)
+    k = len(class_names)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (y, pred), 1)
+    per_class = {name: (float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None)
+                 for i, name in enumerate(class_names)}
+    return {
+        "n": int(len(y)),
+        "accuracy": float((pred == y).mean()) if len(y) else math.nan,
+        "loss": float(-logp[np.arange(len(y)), y].mean()) if len(y) else math.nan,
+        "per_class_accuracy": per_class,
+        "confusion": confusion.tolist(),
+        "class_names": list(class_names),
+    }
+
+
+def _check_splits(info, config: TrainConfig) -> None:
+    train_labels = {r["label"] for r in info.split_rows("train")}
+    if not train_labels:
+        raise CloudcoverError(f"{info.root / 'manifest.csv'} has no train split")
+    missing = [c for c in info.classes if c not in train_labels]
+    if missing:
+        raise CloudcoverError(f"{info.root}: class(es) {', '.join(missing)} missing from the train split")
+    if not info.split_rows("val"):
+        raise CloudcoverError(f"{info.root / 'manifest.csv'} has no val split (needed for early stopping)")
+
+
+def _prepare_checkpoint(ckpt: Path, config: TrainConfig, resume: bool) -> bool:
+    """Make the checkpoint folder; return True when it holds an interrupted run with the same config."""
+    stamp = ckpt / "config.json"
+    current = json.dumps(config.to_json(), sort_keys=True)
+    if ckpt.exists() and resume and stamp.is_file():
+        if stamp.read_text() != current:
+            raise CloudcoverError(f"{ckpt} holds an interrupted run with different settings; "
+                                  "pass --no-resume to start over or choose another --out")
+        return True
+    shutil.rmtree(ckpt, ignore_errors=True)
+    ckpt.mkdir(parents=True)
+    write_text(stamp, current)
+    return False
+
+
+def train(config: TrainConfig, extra_callbacks: Sequence["keras.callbacks.Callback"] = (), verbose: int = 1,
+          resume: bool = True) -> TrainResult:
+    """Train `config.model` on `config.data`, write RUN_DIR (`config.out`), return the result.
+
+    `extra_callbacks` run after the built-in ones, so their `on_epoch_end` logs hold `val_loss` and
+    `val_accuracy`; an exception they raise (e.g. optuna.TrialPruned) propagates and leaves no
+    finished-run files. With `resume`, a run interrupted in the same RUN_DIR with the same config
+    continues from its last finished epoch.
+    """
+    import keras
+
+    info = read_dataset(config.data)
+    _check_splits(info, config)
+    model_config(config.model)  # unknown name -> clear error before any decoding
+    if config.epochs < 1 or config.batch_size < 1:
+        raise CloudcoverError("--epochs and --batch-size must be at least 1")
+    bands = detect_bands(info)
+    pre = Preprocess(input_size=config.input_size, bands=bands, mean=[0.0] * bands, std=[1.0] * bands,
+                     class_names=info.classes, bins=info.bins, model=config.model, alpha=config.alpha,
+                     data_dir=str(Path(config.data).resolve()))
+    x_train, y_train, _ = load_split(config.data, "train", pre)
+    x_val, y_val, _ = load_split(config.data, "val", pre)
+    mean, std = band_stats(x_train)
+    pre = replace(pre, mean=mean, std=std)
+    num_classes = len(info.classes)
+
+    run_dir = Path(config.out)
+    ckpt = run_dir / CHECKPOINT_DIR
+    resuming = _prepare_checkpoint(ckpt, config, resume)
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(config.seed)
+    model = create_model(config.model, num_classes=num_classes, input_size=config.input_size, bands=bands,
+                         alpha=config.alpha, dropout=config.dropout, mean=mean, std=std, weights=config.weights)
+    model.compile(
+        optimizer=make_optimizer(config.optimizer, config.lr, config.momentum),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        jit_compile=False,  # XLA is 1.6-4x slower on CPU here
+    )
+
+    previous = _read_csv_history(ckpt / "history.csv") if resuming else {}
+    best_so_far = min(previous["val_loss"]) if previous.get("val_loss") else None
+    if resuming and verbose:
+        print(f"resuming the interrupted run in {run_dir} after {len(previous.get('loss', []))} epoch(s)")
+
+    times: list[float] = []
+    callbacks = [
+        # first, so the learning_rate it adds to the logs is in every row of the CSV history
+        keras.callbacks.LearningRateScheduler(lambda epoch: cosine_lr(config.lr, epoch, config.epochs)),
+        keras.callbacks.CSVLogger(str(ckpt / "history.csv"), append=True),  # before the backup: see _read_csv_history
+        keras.callbacks.BackupAndRestore(str(ckpt / "backup")),
+        keras.callbacks.ModelCheckpoint(str(ckpt / "best.weights.h5"), monitor="val_loss", save_best_only=True,
+                                        save_weights_only=True, initial_value_threshold=best_so_far),
+        # From scratch, BatchNorm's moving statistics lag the weights for the first epochs and val_loss is
+        # meaningless there: do not let those epochs count against the patience.
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
+                                      start_from_epoch=min(WARMUP_EPOCHS, config.epochs // 3)),
+        _throughput_callback(len(x_train), times),
+        *extra_callbacks,
+    ]
+    weights = class_weights(y_train, num_classes)
+    model.fit(
+        pipeline.train_dataset(x_train, y_train, num_classes, config.batch_size, config.augment, config.seed),
+        validation_data=pipeline.eval_dataset(x_val, y_val, num_classes, config.batch_size),
+        epochs=config.epochs, callbacks=callbacks, class_weight=weights, verbose=verbose,
+        shuffle=False,  # the tf.data pipeline shuffles
+    )
+
+    if (ckpt / "best.weights.h5").is_file():
+        model.load_weights(str(ckpt / "best.weights.h5"))
+    history = _read_csv_history(ckpt / "history.csv")
+    best_epoch = int(np.nanargmin(history["val_loss"])) if history.get("val_loss") else len(history.get("loss", [1])) - 1
+    logits = model.predict(x_val, batch_size=config.batch_size, verbose=0)
+    val_metrics = classification_metrics(logits, y_val, info.classes)
+    val_metrics["best_epoch"] = best_epoch
+    steady = times[1:] if len(times) > 1 else times  # the first epoch traces the graph
+    images_per_s = float(len(x_train) / statistics.median(steady)) if steady else math.nan
+
+    with atomic_path(run_dir / "model.keras") as tmp:
+        model.save(tmp)
+    pre.save(run_dir)
+    write_text(run_dir / "history.json", json.dumps(history, indent=2) + "\n")
+    plot_history(history, run_dir / "history.png")
+    write_text(run_dir / "val_metrics.json", json.dumps(val_metrics, indent=2) + "\n")
+    summary = {"config": config.to_json(), "train_images": int(len(x_train)), "val_images": int(len(x_val)),
+               "class_weights": weights, "best_epoch": best_epoch, "epochs_run": len(history.get("loss", [])),
+               "images_per_s": images_per_s, "epoch_train_seconds": times}
+    write_text(run_dir / "train.json", json.dumps(summary, indent=2) + "\n")
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return TrainResult(run_dir, history, val_metrics, best_epoch, images_per_s)
+
+
+def load_run(run_dir: str | Path) -> tuple["keras.Model", Preprocess]:
+    """The trained model and its preprocessing from a run folder."""
+    import keras
+
+    run_dir = Path(run_dir)
+    pre = Preprocess.load(run_dir)
+    path = run_dir / "model.keras"
+    if not path.is_file():
+        raise CloudcoverError(f"{path} not found: the training run did not finish")
+    return keras.models.load_model(path, compile=False), pre
