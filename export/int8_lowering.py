@@ -233,11 +233,10 @@ def _rewrite_dense(m, p, log):
     e = _Emitter()
     acc = e(op.matmul(x, R.const(np.ascontiguousarray(w), "int8"), out_dtype="int32"))
     acc = e(op.add(op.astype(acc, "int64"), e.i64(bias_eff)))
+    # round half away from zero of v / 2**shift (shift >= 1) = floor((v + 2**(shift-1) - [v < 0]) / 2**shift)
     v = e(op.multiply(acc, e.i64(mult)))
-    half = e.i64(np.int64(1) << (shift - 1))
-    pos = e(op.right_shift(op.add(v, half), e.i64(shift)))
-    neg = e(op.negative(op.right_shift(op.add(op.negative(v), half), e.i64(shift))))
-    x = e(op.where(op.greater_equal(v, e.i64(0)), pos, neg))
+    v = e(op.add(op.add(v, e.i64(np.int64(1) << (shift - 1))), op.right_shift(v, e.i64(63))))
+    x = e(op.right_shift(v, e.i64(shift)))
     x = e(op.clip(op.add(x, e.i64(zo)), -128, 127))
     return e.finish(op.astype(x, "int8"))
 
@@ -254,6 +253,15 @@ def _rewrite_add(m, p, log):
     if str(a.ty.dtype) != "int8" or str(b.ty.dtype) != "int8" or q.attrs.out_dtype != "int8":
         return None
     (m1, sh1), (m2, sh2), (mo, sho) = add_params(s1, s2, so)
+
+    def add_np(va, vb):  # the integer arithmetic emitted below, in numpy (mbqm_short is _mbqm's twin)
+        sa = mbqm_short((np.asarray(va, np.int64) - z1) << 20, m1, sh1)
+        sb = mbqm_short((np.asarray(vb, np.int64) - z2) << 20, m2, sh2)
+        return np.clip(mbqm_short(sa + sb, mo, sho) + zo, -128, 127)
+
+    lut = _unary_table(a, b, add_np)
+    if lut is not None:
+        return lut
     e = _Emitter()
 
     def scaled(t, z, mult, sh):
@@ -264,24 +272,63 @@ def _rewrite_add(m, p, log):
     return e.finish(e.requant(s, mo, sho, zo))
 
 
+def mbqm_short(x, mult, shift):
+    """numpy twin of the Relax `_mbqm`: MultiplyByQuantizedMultiplier in 3 + 4 integer ops, equal to
+    `multiply_by_quantized_multiplier` for every int32 x and multiplier 0 <= mult < 2**31:
+    - SaturatingRoundingDoublingHighMul: trunc((x*m + nudge) / 2**31) with nudge 2**30 or 1 - 2**30 is
+      floor((x*m + 2**30) / 2**31) in both signs (for x*m < 0, adding 2**31 - 1 before the floor turns the
+      truncation into a floor and the two nudges differ by exactly that); it saturates only for
+      m == -2**31, which QuantizeMultiplier never produces;
+    - RoundingDivideByPOT by e >= 1 (half away from zero): floor((x + 2**(e-1) - [x < 0]) / 2**e)."""
+    mult, shift = np.asarray(mult, np.int64), np.asarray(shift, np.int64)
+    left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
+    x = (np.asarray(x, np.int64) << left) * mult
+    x = (x + (1 << 30)) >> 31
+    half, g = (np.int64(1) << right) >> 1, -(right > 0).astype(np.int64)  # g: all ones where right > 0
+    return (x + half + ((x >> 63) & g)) >> right
+
+
 def _mbqm(e, x, mult, shift):
     """MultiplyByQuantizedMultiplier on an int64 Relax tensor holding int32 values; `mult`/`shift` scalars or
-    vectors along the last axis. Same steps as `multiply_by_quantized_multiplier`, one binding each."""
+    vectors along the last axis. The short exact form of `mbqm_short` (7 elementwise ops, 3 when the shift
+    is 0): after the TIR schedule of lowering.py this is the conv/matmul epilogue on one register."""
     op = e.R.op
     mult, shift = np.asarray(mult, np.int64), np.asarray(shift, np.int64)
+    if np.any(mult < 0) or np.any(mult >= (1 << 31)):
+        raise ValueError(f"quantized multiplier out of range: {mult}")
     left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
     if np.any(left > 0):
         x = e(op.left_shift(x, e.i64(left)))
-    ab = e(op.multiply(x, e.i64(mult)))
-    v = e(op.add(ab, op.where(op.greater_equal(ab, e.i64(0)), e.i64(1 << 30), e.i64(1 - (1 << 30)))))
-    v = e(op.add(v, op.where(op.less(v, e.i64(0)), e.i64((1 << 31) - 1), e.i64(0))))
-    x = e(op.right_shift(v, e.i64(31)))  # truncating division by 2**31
+    x = e(op.right_shift(op.add(op.multiply(x, e.i64(mult)), e.i64(1 << 30)), e.i64(31)))
     if np.any(right > 0):
-        mask = (np.int64(1) << right) - 1
-        rem = e(op.bitwise_and(x, e.i64(mask)))
-        thr = e(op.add(e.i64(mask >> 1), op.astype(op.less(x, e.i64(0)), "int64")))
-        x = e(op.add(op.right_shift(x, e.i64(right)), op.astype(op.greater(rem, thr), "int64")))
+        half, g = (np.int64(1) << right) >> 1, -(right > 0).astype(np.int64)  # g: all ones where right > 0
+        neg = op.right_shift(x, e.i64(63))  # -1 where x < 0, else 0
+        if np.all(g == -1):
+            x = e(op.add(op.add(x, e.i64(half)), neg))
+        else:
+            x = e(op.add(op.add(x, e.i64(half)), op.bitwise_and(neg, e.i64(g))))
+        x = e(op.right_shift(x, e.i64(right)))
     return x
+
+
+def _unary_table(a, b, fn):
+    """With one operand a constant scalar, an int8 add/mul is a function of the other int8 operand alone: a
+    256-entry table computed here with the same integer arithmetic (`fn`), looked up per element (two loads
+    instead of three requantizations; e.g. a model's input Rescaling). None if neither operand is constant."""
+    R = __import__("tvm").relax
+    op = R.op
+    consts = [isinstance(t, __import__("tvm").ir.expr.GenericConst) and _f(t).size == 1 for t in (a, b)]
+    if consts[0] == consts[1]:
+        return None
+    xs = np.arange(-128, 128, dtype=np.int64)
+    if consts[0]:
+        table, x = fn(np.full_like(xs, int(_scalar(a))), xs), b
+    else:
+        table, x = fn(xs, np.full_like(xs, int(_scalar(b)))), a
+    # indexed by the int8 value's bits as uint8 (always in bounds): entry k is for x = k - 256 * (k > 127)
+    e = _Emitter()
+    idx = e(op.astype(x, "uint8"))
+    return e.finish(op.take(R.const(np.roll(table, 128).astype(np.int8), "int8"), idx, axis=0))
 
 
 def _rewrite_mul(m, p, log):
@@ -296,6 +343,14 @@ def _rewrite_mul(m, p, log):
     if str(a.ty.dtype) != "int8" or str(b.ty.dtype) != "int8" or q.attrs.out_dtype != "int8":
         return None
     mult, sh = quantize_multiplier(float(np.float64(np.float32(s1)) * np.float64(np.float32(s2)) / np.float64(np.float32(so))))
+
+    def mul_np(va, vb):
+        prod = (np.asarray(va, np.int64) - z1) * (np.asarray(vb, np.int64) - z2)
+        return np.clip(mbqm_short(prod, mult, sh) + zo, -128, 127)
+
+    lut = _unary_table(a, b, mul_np)
+    if lut is not None:
+        return lut
     e = _Emitter()
     va = e(op.subtract(op.astype(a, "int64"), e.i64(z1)))
     vb = e(op.subtract(op.astype(b, "int64"), e.i64(z2)))

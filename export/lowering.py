@@ -8,6 +8,7 @@ the C driver generator consume; anything else left in `main` is an unsupported o
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,21 +50,156 @@ class Graph:
         return [t for t in self.tensors if t.kind == kind]
 
 
+UNROLL_MAX = 8  # innermost reduction loops up to this extent are unrolled by the schedule
 PIPELINE_NAMES = ("LegalizeOps", "AnnotateTIROpPattern", "FoldConstant", "FuseOps", "FuseTIR",
                   "DeadCodeElimination", "AttachGlobalSymbol")
 
 
-def lower(mod):
-    """Run the runtime-free pass pipeline from the notes; returns the lowered IRModule."""
+def lower(mod, schedule: bool = True, vector: bool = False):
+    """Run the runtime-free pass pipeline from the notes, then (`schedule`) `schedule_kernels`; returns the
+    lowered IRModule."""
     import tvm
     from tvm import relax
 
-    seq = tvm.transform.Sequential([getattr(relax.transform, name)() for name in PIPELINE_NAMES])
+    first = tvm.transform.Sequential([getattr(relax.transform, name)() for name in PIPELINE_NAMES[:2]])
+    rest = tvm.transform.Sequential([getattr(relax.transform, name)() for name in PIPELINE_NAMES[2:]])
     try:
         with tvm.transform.PassContext(opt_level=3):
-            return seq(mod)
+            lowered = rest(_table_lookups_injective(first(mod)))
     except Exception as exc:
         raise CloudcoverError(f"TVM lowering failed: {' '.join(str(exc).split())[:400]}") from exc
+    return schedule_kernels(lowered, vector) if schedule else lowered
+
+
+def _table_lookups_injective(mod):
+    """AnnotateTIROpPattern calls every `take` opaque (a data-dependent index), so FuseOps leaves each one
+    alone in a kernel of its own. A lookup in a 256-entry int8 table (int8_lowering's unary add/mul tables) is
+    injective in its index tensor: mark it so, and it fuses with its neighbours like any elementwise op."""
+    from tvm import tirx
+
+    for gv, f in list(mod.functions.items()):
+        if (isinstance(f, tirx.PrimFunc) and gv.name_hint.startswith("take") and f.attrs is not None
+                and "op_pattern" in f.attrs and int(f.attrs["op_pattern"]) == 8 and len(f.params) == 3):
+            table = f.params[0].ty  # a buffer type: shape, dtype
+            if [int(d) for d in table.shape] == [256] and str(table.dtype) == "int8":
+                mod[gv] = f.with_attr("op_pattern", 2)  # kInjective
+    return mod
+
+
+def schedule_kernels(mod, vector: bool = False):
+    """Fuse the loops of each fused kernel so that it keeps no per-op intermediate buffer.
+
+    FuseTIR puts the blocks of a fused group into one PrimFunc but leaves one loop nest and one full-size
+    buffer per op (each a TVMBackendAllocWorkspace): an int8 conv followed by a 20-op requantization chain
+    walked the output 20 times through 20 int64 buffers. Here every elementwise/injective block is inlined
+    into its consumer, and a remaining reduction (conv, matmul, sum) is computed at the innermost loop of
+    its single consumer, so its accumulator shrinks to one element (a register) and the epilogue runs on it
+    directly. Blocks that cannot be moved stay as they are (the result is the same computation).
+    With `vector` (RVV targets) a reduction is computed one loop further out instead, with its output-channel
+    loop innermost: acc[c] += x * w[..., c] runs over contiguous weights and a row of Cout int32
+    accumulators, which LLVM vectorizes; the epilogue then runs per element as before.
+    """
+    import tvm
+    from tvm import s_tir, tirx
+
+    out = {}
+    for gv, func in mod.functions.items():
+        if isinstance(func, tirx.PrimFunc):
+            try:
+                func = _schedule_func(func, vector)
+            except Exception as exc:  # refusals are caught per primitive; anything else is a bug: say where
+                raise CloudcoverError(f"scheduling kernel {gv.name_hint} failed: {' '.join(str(exc).split())[:300]}") from exc
+        out[gv] = func
+    new = tvm.IRModule(out, attrs=mod.attrs) if mod.attrs is not None else tvm.IRModule(out)
+    return new
+
+
+def _schedule_func(func, vector: bool = False):
+    from tvm import s_tir
+
+    sch = s_tir.Schedule(func)
+    root = sch.get_sblock("root")
+
+    def attempt(fn, *args) -> bool:
+        try:
+            fn(*args)
+            return True
+        except s_tir.ScheduleError:
+            return False
+
+    def outputs():
+        return [sch.get(o) for o in sch.get_output_blocks(root)]
+
+    def is_output(b) -> bool:
+        return any(sch.get(b).same_as(o) for o in outputs())
+
+    def is_reduction(b) -> bool:
+        return any(int(iv.iter_type) != 0 for iv in sch.get(b).iter_vars)
+
+    def loads(consumer, name: str) -> int:  # TVM 0.27 has no Python TIR visitor: count in the script text
+        return len(re.findall(rf"(?<![\w.]){re.escape(name)}\[", sch.get(consumer).body.script()))
+
+    # 1. inline a block into its consumer where that duplicates nothing: one consumer, which reads it once
+    #    (inlining a value read several times, e.g. by a rounding step, copies its whole expression tree
+    #    and grows exponentially along a requantization chain)
+    changed = True
+    while changed:
+        changed = False
+        for b in sch.get_child_blocks(root):
+            blk = sch.get(b)
+            if is_output(b) or len(blk.writes) != 1 or is_reduction(b):
+                continue
+            consumers = sch.get_consumers(b)
+            if len(consumers) != 1 or loads(consumers[0], str(blk.writes[0].source)) != 1:
+                continue
+            if is_reduction(consumers[0]) and "if_then_else" in blk.body.script():
+                continue  # a padding block stays a buffer: inlined, it would test bounds at every MAC
+            if attempt(sch.compute_inline, b):
+                changed = True
+                break
+    # 2. compute everything else (multi-use values, the conv/matmul/sum reduction) at the innermost loop of
+    #    the output block, last producer first: each buffer shrinks to the element the epilogue needs, i.e.
+    #    a register, and the whole kernel is one loop nest
+    outs = sch.get_output_blocks(root)
+    if len(outs) == 1:
+        loops = sch.get_loops(outs[0])
+        if loops:
+            for b in reversed(sch.get_child_blocks(root)):
+                if is_output(b) or any(is_reduction(c) for c in sch.get_consumers(b)):
+                    continue  # (a reduction's input would be recomputed for every output)
+                if vector and is_reduction(b) and len(loops) >= 2 and _channel_inner(sch, b, loops[-2], attempt):
+                    continue
+                attempt(sch.compute_at, b, loops[-1], True)
+            for b in sch.get_child_blocks(root):  # zero the accumulator once, not under the reduction loops
+                if not is_reduction(b):
+                    continue
+                depth = len(loops) - (1 if vector and _under(sch, b, loops[-2]) and not _under(sch, b, loops[-1]) else 0)
+                own = sch.get_loops(b)[depth:]
+                if own:
+                    attempt(sch.decompose_reduction, b, own[0])
+                    inner = sch.get_loops(b)[-1]  # a short innermost reduction loop (3x3 window): unrolled
+                    extent = sch.get(inner).extent
+                    if not vector and hasattr(extent, "value") and 1 < int(extent.value) <= UNROLL_MAX:
+                        attempt(sch.unroll, inner)
+    return sch.mod["main"]
+
+
+def _under(sch, block, loop) -> bool:
+    return any(sch.get(l).same_as(sch.get(loop)) for l in sch.get_loops(block))
+
+
+def _channel_inner(sch, block, loop, attempt) -> bool:
+    """compute_at `block` (a reduction) under `loop` and move its last spatial loop (the output channel)
+    inside its reduction loops; undo nothing on failure of the reorder (the order is then TVM's)."""
+    if not attempt(sch.compute_at, block, loop, True):
+        return False
+    iters = sch.get(block).iter_vars
+    n_sp = sum(int(iv.iter_type) == 0 for iv in iters)
+    n_red = len(iters) - n_sp
+    own = sch.get_loops(block)[-(n_sp + n_red):]
+    if n_red and n_sp:
+        attempt(sch.reorder, *own[n_sp:], own[n_sp - 1])
+    return True
 
 
 def kernel_module(lowered):

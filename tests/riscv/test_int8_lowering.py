@@ -220,3 +220,30 @@ def test_float_route_is_reported(artifacts):
     mod = relax_import.import_model(artifacts / "model_int8.tflite")
     assert {"nn.conv2d", "matmul", "mean"} <= set(il.float_ops(mod))
     assert il.float_ops(il.lower_int8(mod)[0]) == []
+
+
+def test_short_requantization_equals_gemmlowp():
+    """The 7-op MultiplyByQuantizedMultiplier the Relax lowering emits (`mbqm_short`) equals the step-by-step
+    gemmlowp form on int32 inputs, including the rounding ties and the int32 extremes."""
+    rng = np.random.default_rng(3)
+    ties = [k * (1 << 20) + d for k in range(-4, 5) for d in (-1, 0, 1)]
+    x = np.concatenate([rng.integers(-(1 << 31), 1 << 31, 20000), [0, 1, -1, (1 << 31) - 1, -(1 << 31)], ties])
+    for real in (0.0037, 0.51, 0.9999, 1.7, 3.0e-5, 2.0 ** -20, 0.25, 11.0):
+        m, s = il.quantize_multiplier(real)
+        xs = x if s <= 0 else np.clip(x, -(1 << (31 - s)), (1 << (31 - s)) - 1)  # TFLite: x << s stays int32
+        assert np.array_equal(il.mbqm_short(xs, m, s), il.multiply_by_quantized_multiplier(xs, m, s)), real
+    ms = [il.quantize_multiplier(r) for r in (0.003, 0.04, 0.5, 0.7)]  # per-channel vectors
+    xv = rng.integers(-(1 << 24), 1 << 24, (500, 4))
+    mult, shift = np.array([a for a, _ in ms]), np.array([b for _, b in ms])
+    assert np.array_equal(il.mbqm_short(xv, mult, shift), il.multiply_by_quantized_multiplier(xv, mult, shift))
+
+
+def test_dense_rounding_short_form_equals_round_mul():
+    """Dense requantization: floor((v + 2**(s-1) - [v < 0]) / 2**s) is round_mul's half-away-from-zero."""
+    rng = np.random.default_rng(4)
+    eff = np.array([0.00021, 0.0173, 0.5])
+    mult, shift = il.round_mul_params(eff, 1 << 20)
+    acc = np.concatenate([rng.integers(-(1 << 20), 1 << 20, (3000, 3)), [[0, 0, 0], [1, -1, 7], [-7, 3, -3]]])
+    v = acc * mult
+    short = (v + (np.int64(1) << (shift - 1)) + (v >> 63)) >> shift
+    assert np.array_equal(short, il.round_mul(acc, mult, shift))
