@@ -145,17 +145,25 @@ def plot_gallery(images: Sequence[np.ndarray], titles: Sequence[str], path: str 
     n = max(1, len(images))
     cols = min(cols, n)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.5 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.8 * cols, 3.0 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     if not images:
         axes[0, 0].text(0.5, 0.5, "nothing misclassified", ha="center", va="center")
     for ax, img, cap in zip(axes.flat, images, titles):
         ax.imshow(img)
-        ax.set_title(cap, fontsize=7)
+        ax.set_title("\n".join(_ellipsize(line, 34) for line in cap.split("\n")), fontsize=7)
     if title:
         fig.suptitle(title)
     return save_figure(fig, Path(path))
+
+
+def _ellipsize(text: str, width: int) -> str:
+    """Long patch ids would run into the neighbouring caption: keep both ends, which identify them."""
+    if len(text) <= width:
+        return text
+    keep = (width - 1) // 2
+    return f"{text[:keep]}…{text[-keep:]}"
 
 
 def to_display_rgb(x: np.ndarray, value_range: Sequence[float] = (0.0, 255.0)) -> np.ndarray:
