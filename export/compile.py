@@ -29,6 +29,18 @@ COMPUTES = ("int8", "float")
 DEFAULT_COMPUTE = "int8"
 
 
+def model_name(model_path: Path) -> str:
+    """What a report row is called: the architecture, width and input size from the preprocess.json that
+    `cloudcover export` puts beside the model (e.g. edge_cnn-a1.5-96px-int8), else the file's stem."""
+    pre_path = model_path.parent / "preprocess.json"
+    try:
+        pre = json.loads(pre_path.read_text())
+        alpha = f"-a{pre['alpha']:g}" if pre.get("alpha") is not None and pre["model"] in ("mobilenet", "edge_cnn") else ""
+        return f"{pre['model']}{alpha}-{pre['input_size']}px-{model_path.stem.rsplit('_', 1)[-1]}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return model_path.stem
+
+
 def read_quant(model_path: Path) -> dict:
     """Input/output quantization and class names: quant.json beside the model, else the TFLite flatbuffer."""
     qfile = model_path.parent / "quant.json"
@@ -107,9 +119,10 @@ def compile_model(model_path: str | Path, target_name: str, out_dir: str | Path,
 
     tin, tout = graph.tensors[graph.input], graph.tensors[graph.output]
     quant = read_quant(model_path)
-    title = f"{model_path.stem} for {target.name}"
+    name = model_name(model_path)
+    title = f"{name} for {target.name}"
     info = {
-        "model": model_path.stem,
+        "model": name,
         "source": str(model_path),
         "target": target.name,
         "llvm_target": target.llvm,

@@ -7,7 +7,7 @@ This pass replaces each quantized pattern by the integer arithmetic of TFLite's 
 - conv2d / depthwise (groups) / dense: int8 x int8 with int32 accumulation; the input zero point is
   handled as a per-channel constant `bias - zp * sum(w)` (the input is padded with its zero point, so
   the correction is the same at the borders), then TFLite's requantization.
-- add / mul: TFLite's left-shift-20 add with three multipliers; mul with one multiplier.
+- add / sub / mul: TFLite's left-shift-20 add with three multipliers; mul with one multiplier.
 - mean (keepdims=False): TFLite's QuantizedMeanOrSum, 1/n folded into the multiplier.
 - requantization = MultiplyByQuantizedMultiplier: SaturatingRoundingDoublingHighMul then
   RoundingDivideByPOT, done with int64 Relax ops, per-channel multiplier and shift vectors.
@@ -17,6 +17,8 @@ say honestly that it does not compute fully in integers.
 """
 
 from __future__ import annotations
+
+import functools
 
 import math
 
@@ -241,8 +243,8 @@ def _rewrite_dense(m, p, log):
     return e.finish(op.astype(x, "int8"))
 
 
-def _rewrite_add(m, p, log):
-    op = __import__("tvm").relax.op
+def _binary_operands(m, p):
+    """(a, b, s1, z1, s2, z2, so, zo) of quantize(dequantize(a) OP dequantize(b)) with scalar int8 params, else None."""
     a, b = m[p["a"]], m[p["b"]]
     da, db, q = m[p["da"]], m[p["db"]], m[p["q"]]
     try:
@@ -252,12 +254,23 @@ def _rewrite_add(m, p, log):
         return None
     if str(a.ty.dtype) != "int8" or str(b.ty.dtype) != "int8" or q.attrs.out_dtype != "int8":
         return None
+    return a, b, s1, z1, s2, z2, so, zo
+
+
+def _rewrite_add(m, p, log, subtract: bool = False):
+    """TFLite int8 ADD, or SUB with `subtract` (sub.cc prepares the same multipliers and subtracts the two
+    scaled inputs; e.g. the Normalization layer's per-channel mean)."""
+    op = __import__("tvm").relax.op
+    operands = _binary_operands(m, p)
+    if operands is None:
+        return None
+    a, b, s1, z1, s2, z2, so, zo = operands
     (m1, sh1), (m2, sh2), (mo, sho) = add_params(s1, s2, so)
 
     def add_np(va, vb):  # the integer arithmetic emitted below, in numpy (mbqm_short is _mbqm's twin)
         sa = mbqm_short((np.asarray(va, np.int64) - z1) << 20, m1, sh1)
         sb = mbqm_short((np.asarray(vb, np.int64) - z2) << 20, m2, sh2)
-        return np.clip(mbqm_short(sa + sb, mo, sho) + zo, -128, 127)
+        return np.clip(mbqm_short(sa - sb if subtract else sa + sb, mo, sho) + zo, -128, 127)
 
     lut = _unary_table(a, b, add_np)
     if lut is not None:
@@ -268,7 +281,8 @@ def _rewrite_add(m, p, log):
         v = e(op.left_shift(op.subtract(op.astype(t, "int64"), e.i64(z)), e.i64(20)))
         return _mbqm(e, v, mult, sh)
 
-    s = e(op.add(scaled(a, z1, m1, sh1), scaled(b, z2, m2, sh2)))
+    combine = op.subtract if subtract else op.add
+    s = e(combine(scaled(a, z1, m1, sh1), scaled(b, z2, m2, sh2)))
     return e.finish(e.requant(s, mo, sho, zo))
 
 
@@ -333,15 +347,10 @@ def _unary_table(a, b, fn):
 
 def _rewrite_mul(m, p, log):
     op = __import__("tvm").relax.op
-    a, b = m[p["a"]], m[p["b"]]
-    da, db, q = m[p["da"]], m[p["db"]], m[p["q"]]
-    try:
-        s1, z1, s2, z2 = _scalar(da.args[1]), int(_scalar(da.args[2])), _scalar(db.args[1]), int(_scalar(db.args[2]))
-        so, zo = _scalar(q.args[1]), int(_scalar(q.args[2]))
-    except ValueError:
+    operands = _binary_operands(m, p)
+    if operands is None:
         return None
-    if str(a.ty.dtype) != "int8" or str(b.ty.dtype) != "int8" or q.attrs.out_dtype != "int8":
-        return None
+    a, b, s1, z1, s2, z2, so, zo = operands
     mult, sh = quantize_multiplier(float(np.float64(np.float32(s1)) * np.float64(np.float32(s2)) / np.float64(np.float32(so))))
 
     def mul_np(va, vb):
@@ -403,7 +412,8 @@ def _patterns():
     q = is_op("relax.quantize")(is_op("relax.add")(mm, bdq) | mm, is_const(), is_const())
     pats.append(("matmul", q, _rewrite_dense, dict(x=x, sx=sx, zx=zx, w=w, wt=wt, wdq=wdq, bdq=bdq, q=q)))
 
-    for name, fn in (("add", _rewrite_add), ("multiply", _rewrite_mul)):
+    for name, fn in (("add", _rewrite_add), ("subtract", functools.partial(_rewrite_add, subtract=True)),
+                     ("multiply", _rewrite_mul)):
         a, b = wildcard(), wildcard()
         da, db = deq(a), deq(b)
         q = is_op("relax.quantize")(is_op(f"relax.{name}")(da, db), is_const(), is_const())

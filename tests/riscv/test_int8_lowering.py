@@ -84,7 +84,8 @@ def _mobilenet_like():
         return layers.Add()([x, y]) if stride == 1 and x.shape[-1] == out else y
 
     inp = keras.Input((32, 32, 3))
-    x = layers.Rescaling(1 / 127.5, offset=-1.0)(inp)
+    # Per-channel normalization, the first layer of every cloudcover model: TFLite SUB and MUL by vectors.
+    x = layers.Normalization(mean=[120.0, 125.0, 130.0], variance=[3600.0, 2500.0, 4900.0])(inp)
     x = layers.ReLU(6.0)(layers.BatchNormalization()(layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(x)))
     x = block(x, 24, 8, 1)
     x = block(x, 24, 12, 2)
@@ -166,6 +167,8 @@ def test_no_float_in_any_kernel(which, artifacts, mobilenet_art):
     art = artifacts if which == "tiny" else mobilenet_art
     counts, seen = _kernel_dtypes(art / "model_int8.tflite")
     assert counts.get("conv2d", 0) >= 4 and counts.get("matmul") == 1 and counts.get("add", 0) >= 1, counts
+    if which == "mobilenet":
+        assert counts.get("subtract") == 1 and counts.get("multiply") == 1, counts  # the Normalization layer
     assert {"int8", "int32"} <= set().union(*seen.values())  # the parser sees the dtypes
     floats = {k: sorted(d for d in v if "float" in d) for k, v in seen.items() if any("float" in d for d in v)}
     assert not floats, f"float left in kernels: {floats}"
