@@ -102,7 +102,7 @@ bench: riscv-build
 # A demo-sized Optuna study on the demo dataset: 2 local workers sharing a journal file; the untuned
 # `cloudcover train` defaults are the first trial, so best.json says whether tuning beat them.
 tune-demo: $(DATASET)
-	$(CC_CLI) tune --data $(DEMO_DIR)/dataset --models edge_cnn,mobilenet_v3_small --trials 8 --epochs-per-trial 4 \
+	$(CC_CLI) tune --data $(DEMO_DIR)/dataset --models edge_cnn,mobilenet,mobilenet_v3_small --trials 10 --epochs-per-trial 4 \
 		--workers 2 --out $(DEMO_DIR)/study
 
 clean:
