@@ -55,8 +55,8 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 
 venv: $(VENV)/.installed
 
-qemu: apt
-	riscv/build_qemu.sh
+qemu: apt venv
+	PIP_PYTHON=$(abspath $(PY)) riscv/build_qemu.sh
 
 test: setup
 	@rc=0; $(PY) -m pytest || rc=$$?; \

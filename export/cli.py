@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cloudcover.train.cli import HelpFormatter
+from cloudcover.train.clihelp import HelpFormatter
 
 
 def register(subparsers) -> None:

@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from cloudcover.train.atomic import atomic_dir
+from cloudcover.train.atomic import atomic_dir, check_replaceable
 from cloudcover.train.errors import CloudcoverError
 
 from . import codegen, int8_lowering, lowering, memplan, relax_import
@@ -72,6 +72,7 @@ def uses_float(kernels) -> bool:
 
 def compile_model(model_path: str | Path, target_name: str, out_dir: str | Path, log=print,
                   compute: str = DEFAULT_COMPUTE) -> dict:
+    check_replaceable(out_dir, "model.json", "a compiled model folder")
     import tvm
     from tvm import tirx
 
@@ -148,7 +149,7 @@ def compile_model(model_path: str | Path, target_name: str, out_dir: str | Path,
         "memory_plan": [{"name": b.name, "size": b.size, "first_use": b.first_use, "last_use": b.last_use,
                          "offset": plan.offsets[b.name]} for b in buffers],
     }
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "model.json", "a compiled model folder") as tmp:
         (tmp / "model.c").write_text(codegen.generate_model_c(graph, plan, workspace, title))
         lib.write_to_file(str(tmp / "kernels.o"))
         (tmp / "model.json").write_text(json.dumps(info, indent=1) + "\n")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from cloudcover.export import onnx_export, parity, tflite_export
-from cloudcover.train.atomic import atomic_dir
+from cloudcover.train.atomic import atomic_dir, check_replaceable
 from cloudcover.train.errors import CloudcoverError
 from cloudcover.train.preprocess import load_images, load_split, read_dataset
 from cloudcover.train.training import load_run
@@ -54,6 +54,7 @@ def export_run(run_dir: str | Path, out: str | Path, calib_samples: int = 200, d
                log=print) -> ExportResult:
     """Export the run in `run_dir` to `out`; `data_dir` defaults to the dataset recorded at training."""
     run_dir, out = Path(run_dir), Path(out)
+    check_replaceable(out, "parity.json", "an export folder")
     model, pre = load_run(run_dir)
     data = Path(data_dir or pre.data_dir)
     if not (data / "manifest.csv").is_file():
@@ -65,7 +66,7 @@ def export_run(run_dir: str | Path, out: str | Path, calib_samples: int = 200, d
         raise CloudcoverError(f"{data / 'manifest.csv'} has no test split to check parity on")
     log(f"export: {len(calib)} calibration images, {len(x)} test images from {data}")
 
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "parity.json", "an export folder") as tmp:
         shutil.copy2(run_dir / "model.keras", tmp / "model.keras")
         shutil.copy2(run_dir / "preprocess.json", tmp / "preprocess.json")
         log("export: TFLite int8 ...")

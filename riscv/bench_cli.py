@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
+
+from cloudcover.train.clihelp import HelpFormatter
 
 
 def register(subparsers) -> None:
@@ -13,7 +14,7 @@ def register(subparsers) -> None:
         "BUILD/model/TARGET) over ART_DIR/testset.npz in one qemu-riscv64 process; compare with the float Keras "
         "model and the int8 TFLite reference kernels; count instructions per inference with QEMU's insn plugin "
         "(start-up subtracted); time TFLite and onnxruntime int8 on this host; write OUT/bench.json and OUT/bench.md.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--artifacts", required=True, help="ART_DIR from `cloudcover export` (testset.npz, quant.json, "
                    "model.keras, model_int8.tflite, model_int8.onnx)")

@@ -6,7 +6,8 @@
  *   cloudcover-infer --info         print the model's sizes as JSON.
  *
  * INPUT's size must be a whole number of input tensors; anything else is refused before any inference.
- * Buffers are allocated once at start-up; the inference loop itself does no allocation.
+ * OUTPUT is written as OUTPUT.part and renamed when every inference succeeded, so a failed run leaves no
+ * partial OUTPUT behind. Buffers are allocated once at start-up; the inference loop does no allocation.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -37,6 +38,7 @@ static void print_info(const cc_model *m) {
 static int run_file(const char *in_path, const char *out_path) {
     const cc_model *m = &cc_model_table;
     struct stat st;
+    errno = 0;
     if (stat(in_path, &st) != 0 || !S_ISREG(st.st_mode)) {
         fprintf(stderr, "cloudcover-infer: %s: %s\n", in_path, errno ? strerror(errno) : "not a regular file");
         return 1;
@@ -48,9 +50,18 @@ static int run_file(const char *in_path, const char *out_path) {
         fprintf(stderr, "cloudcover-infer: %s: %s\n", in_path, strerror(errno));
         return 1;
     }
-    FILE *out = fopen(out_path, "wb");
+    char *part = malloc(strlen(out_path) + sizeof ".part");
+    if (part == NULL) {
+        fprintf(stderr, "cloudcover-infer: out of memory\n");
+        fclose(in);
+        return 1;
+    }
+    strcpy(part, out_path);
+    strcat(part, ".part");
+    FILE *out = fopen(part, "wb");
     if (out == NULL) {
-        fprintf(stderr, "cloudcover-infer: %s: %s\n", out_path, strerror(errno));
+        fprintf(stderr, "cloudcover-infer: %s: %s\n", part, strerror(errno));
+        free(part);
         fclose(in);
         return 1;
     }
@@ -79,9 +90,15 @@ static int run_file(const char *in_path, const char *out_path) {
     free(y);
     fclose(in);
     if (fclose(out) != 0 && rc == 0) {
-        fprintf(stderr, "cloudcover-infer: %s: write failed\n", out_path);
+        fprintf(stderr, "cloudcover-infer: %s: write failed\n", part);
         rc = 1;
     }
+    if (rc == 0 && rename(part, out_path) != 0) {
+        fprintf(stderr, "cloudcover-infer: %s: %s\n", out_path, strerror(errno));
+        rc = 1;
+    }
+    if (rc != 0) remove(part);
+    free(part);
     return rc;
 }
 

@@ -6,6 +6,7 @@ import stat
 import pytest
 
 from cloudcover.train.atomic import atomic_dir, atomic_path, write_text
+from cloudcover.train.errors import CloudcoverError
 
 
 def test_atomic_path_failure_leaves_nothing(tmp_path):
@@ -30,7 +31,8 @@ def test_atomic_dir_replaces_whole(tmp_path):
     final = tmp_path / "art"
     final.mkdir()
     (final / "stale.txt").write_text("old")
-    with atomic_dir(final) as tmp:
+    (final / "marker.json").write_text("{}")
+    with atomic_dir(final, "marker.json") as tmp:
         (tmp / "new.txt").write_text("new")
     assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["art"]
@@ -40,7 +42,7 @@ def test_atomic_dir_failure_keeps_previous(tmp_path):
     final = tmp_path / "art"
     write_text(final / "keep.txt", "kept")
     with pytest.raises(KeyboardInterrupt):
-        with atomic_dir(final) as tmp:
+        with atomic_dir(final, "keep.txt") as tmp:
             (tmp / "partial").write_text("x")
             raise KeyboardInterrupt
     assert (final / "keep.txt").read_text() == "kept"
@@ -51,3 +53,14 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_atomic_dir_refuses_a_folder_it_did_not_write(tmp_path):
+    """`--out demo` must not wipe the user's dataset: only an earlier output (its marker file) is replaced."""
+    final = tmp_path / "demo"
+    write_text(final / "dataset" / "manifest.csv", "precious")
+    with pytest.raises(CloudcoverError, match="is not an export folder .*parity.json"):
+        with atomic_dir(final, "parity.json", "an export folder") as tmp:
+            (tmp / "parity.json").write_text("{}")
+    assert (final / "dataset" / "manifest.csv").read_text() == "precious"
+    assert [p.name for p in tmp_path.iterdir()] == ["demo"]

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from cloudcover.riscv.cli import build_parser, main
+from cloudcover.riscv.cli import main
 
 
 def test_help_lists_the_chain(capsys):
@@ -22,5 +22,3 @@ def test_unknown_verb_is_an_error():
     assert "invalid choice" in proc.stderr
 
 
-def test_parser_builds():
-    assert build_parser().prog == "cloudcover"

@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from cloudcover.train.errors import CloudcoverError
+
 
 def _read_umask() -> int:
     mask = os.umask(0)
@@ -40,10 +42,24 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-@contextlib.contextmanager
-def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder beside `final`; on success it replaces `final` whole, on error it is removed."""
+def check_replaceable(final: str | os.PathLike, marker: str, what: str) -> None:
+    """Refuse an --out that exists and is not an earlier output of the same kind (it holds no `marker` file):
+    replacing it whole would delete whatever the user keeps there (e.g. `--out demo`). Call it before long work."""
     final = Path(final)
+    if final.exists() and (not final.is_dir() or (any(final.iterdir()) and not (final / marker).is_file())):
+        raise CloudcoverError(f"--out {final}: exists and is not {what} (it has no {marker}); "
+                              "choose another folder or remove it")
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | os.PathLike, marker: str, what: str = "an earlier output of this command") -> Iterator[Path]:
+    """Yield a temporary folder beside `final`; on success it replaces `final` whole, on error it is removed.
+
+    `final` may only be replaced when it is empty or an earlier output of the same kind, recognised by its
+    `marker` file (see check_replaceable).
+    """
+    final = Path(final)
+    check_replaceable(final, marker, what)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
     os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700

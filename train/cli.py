@@ -7,19 +7,13 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from cloudcover.train.clihelp import HelpFormatter
 from cloudcover.train.errors import CloudcoverError
 
 AUGMENT_HELP = ("comma-separated augmentations: hflip, vflip, rotation=DEG, width_shift=FRAC, height_shift=FRAC, "
                 "shift=FRAC (both), zoom=FRAC, brightness=FRAC; 'none' for no augmentation")
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Show '(default: X)' on every option that has a meaningful default (not on required ones or flags)."""
-
-    def _get_help_string(self, action):
-        if action.required or action.default is None or action.default is False or action.default == argparse.SUPPRESS:
-            return action.help or ""
-        return super()._get_help_string(action)
 
 
 def parse_augment(spec: str):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cloudcover.train.atomic import atomic_dir
+from cloudcover.train.atomic import atomic_dir, check_replaceable
 from cloudcover.train.errors import CloudcoverError
 
 
@@ -65,6 +65,9 @@ def evaluate(run_dir: str | Path, data_dir: str | Path | None, out: str | Path, 
              discard_class: str | int | None = None, gallery: int = 24, batch_size: int = 64,
              progress: bool = True) -> dict:
     """Evaluate `run_dir` on `split` of `data_dir` (default: the dataset it was trained on); write `out`."""
+    check_replaceable(out, "metrics.json", "an evaluation folder")
+    if batch_size < 1:
+        raise CloudcoverError(f"--batch-size must be at least 1, got {batch_size}")
     from cloudcover.train.metrics import classification_metrics, expected_coverage
     from cloudcover.train.plots import plot_confusion, plot_gallery, plot_roc, to_display_rgb
     from cloudcover.train.preprocess import load_split, read_dataset
@@ -101,7 +104,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path | None, out: str | Path, 
     y_pred = proba.argmax(axis=1)
     wrong = np.flatnonzero(y_pred != y)
     wrong = wrong[np.argsort(-proba[wrong, y_pred[wrong]])][:gallery]
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "metrics.json", "an evaluation folder") as tmp:
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         buf = io.StringIO()
         w = csv.writer(buf)

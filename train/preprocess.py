@@ -167,7 +167,13 @@ def detect_bands(info: DatasetInfo) -> int:
     """Band count of the dataset's first image (RGBA counts as 3)."""
     if not info.rows:
         raise CloudcoverError(f"{info.root / 'manifest.csv'} lists no images")
-    arr = _read_pixels(info.root / info.rows[0]["image"])
+    path = info.root / info.rows[0]["image"]
+    try:
+        arr = _read_pixels(path)
+    except FileNotFoundError:
+        raise CloudcoverError(f"image not found: {path}") from None
+    except Exception as exc:
+        raise CloudcoverError(f"cannot decode image {path}: {exc}") from exc
     return 3 if arr.shape[-1] == 4 else arr.shape[-1]
 
 

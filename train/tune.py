@@ -477,7 +477,7 @@ def summarize(config: TuneConfig, study: Any, wall_s: float) -> dict[str, Any]:
     source = Path(best.user_attrs["run_dir"])
     best_run = Path(config.out) / "best_run"
     if source.is_dir():
-        with atomic_dir(best_run) as tmp:
+        with atomic_dir(best_run, "preprocess.json", "a run folder") as tmp:
             shutil.copytree(source, tmp, dirs_exist_ok=True)
     per_model: dict[str, dict] = {}
     for t in complete:

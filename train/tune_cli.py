@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from cloudcover.train.clihelp import HelpFormatter
 from cloudcover.train.errors import CloudcoverError
 
 DEFAULT_MODELS = "edge_cnn,mobilenet,mobilenet_v3_small"
@@ -19,17 +20,10 @@ def _models(text: str) -> list[str]:
     return [m.strip() for m in text.split(",") if m.strip()]
 
 
-class _Help(argparse.ArgumentDefaultsHelpFormatter):
-    """Show '(default: X)' only where there is a meaningful default."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default in (None, False, True, argparse.SUPPRESS) or "default" in (action.help or ""):
-            return action.help or ""
-        return super()._get_help_string(action)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    fmt = _Help
+    fmt = HelpFormatter
 
     # ---- tune --------------------------------------------------------------------------------------
     p = sub.add_parser(

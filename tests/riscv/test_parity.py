@@ -66,4 +66,4 @@ def test_wrong_input_size_is_refused(riscv_built, tmp_path):
                         "out.bin"], cwd=tmp_path, capture_output=True, text=True)
     assert p.returncode == 2
     assert "3073 bytes is not a whole number of model inputs (3072 bytes each)" in p.stderr
-    assert not (tmp_path / "out.bin").exists()
+    assert not (tmp_path / "out.bin").exists() and not (tmp_path / "out.bin.part").exists()

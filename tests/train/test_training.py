@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cloudcover.train.errors import CloudcoverError
-from cloudcover.train.preprocess import Preprocess, load_image, read_dataset
+from cloudcover.train.preprocess import load_image, read_dataset
 from cloudcover.train.training import Augment, TrainConfig, load_run, make_optimizer, train
 
 RUN_FILES = ("model.keras", "preprocess.json", "history.json", "history.png", "val_metrics.json", "train.json")

@@ -96,7 +96,16 @@ def cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess
 # --------------------------------------------------------------------------------------------------
 # A throw-away PostgreSQL server on 127.0.0.1 (Debian's postgresql package)
 
-PG_BIN = Path(os.environ.get("CLOUDCOVER_PG_BIN", "/usr/lib/postgresql/15/bin"))
+def _pg_bin() -> Path:
+    """Debian installs the server under /usr/lib/postgresql/<major>/bin (15 on bookworm); take the newest."""
+    if "CLOUDCOVER_PG_BIN" in os.environ:
+        return Path(os.environ["CLOUDCOVER_PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name)
+                   if p.parent.parent.name.isdigit() else 0)
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 
 
 def _free_port() -> int:

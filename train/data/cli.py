@@ -6,18 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
+from cloudcover.train.clihelp import HelpFormatter
 from cloudcover.train.data.coverage import DEFAULT_BINS, parse_bins
 
 
 
-class _FMT(argparse.HelpFormatter):
-    """Show '(default: X)' wherever there is a meaningful default (not for required or on/off flags)."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if action.default is not None and action.default is not False and action.default != argparse.SUPPRESS and not action.required and "%(default)" not in text:
-            text += " (default: %(default)s)"
-        return text
 
 _BINS = ",".join(f"{b:g}" for b in DEFAULT_BINS)
 
@@ -43,7 +36,7 @@ def register(subparsers) -> None:
     sub = data.add_subparsers(dest="data_verb", metavar="SUBCOMMAND", required=True)
 
     p = sub.add_parser(
-        "synth", formatter_class=_FMT, help="write synthetic CloudSEN12-like or 38-Cloud-like patches",
+        "synth", formatter_class=HelpFormatter, help="write synthetic CloudSEN12-like or 38-Cloud-like patches",
         description="Write N synthetic patches in the dataset's own layout: textured ground (vegetation, "
         "soil, water, urban, snow), multi-scale clouds with opaque cores, thin edges and displaced shadows. "
         "Coverage is balanced over the classes of --bins and met by the mask to 0.01 %. Deterministic for a "
@@ -65,7 +58,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=_synth)
 
     p = sub.add_parser(
-        "download", formatter_class=_FMT, help="download and safely extract archive URLs (CloudSEN12 tars)",
+        "download", formatter_class=HelpFormatter, help="download and safely extract archive URLs (CloudSEN12 tars)",
         description="Download the first N archives of a URL list into OUT/archives and extract them into OUT. "
         "Resumes partial files (HTTP Range), retries with exponential back-off, checks size and checksum "
         "when the list gives them, skips archives already extracted, refuses archives with absolute paths, "
@@ -80,7 +73,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=_download)
 
     p = sub.add_parser(
-        "prepare", formatter_class=_FMT, help="label, split and render patches into a classifier dataset",
+        "prepare", formatter_class=HelpFormatter, help="label, split and render patches into a classifier dataset",
         description="Find every patch under --input (at any depth), compute its cloud coverage from the mask "
         "(cloud pixels / valid pixels x 100; cloud = thick + thin, plus shadow with --count-shadow), bin it into "
         "half-open classes [lo,hi) (last closed), split grouped by ROI and stratified by class, and write "

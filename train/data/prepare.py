@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cloudcover.train.atomic import atomic_dir
+from cloudcover.train.atomic import atomic_dir, check_replaceable
 from cloudcover.train.data import coverage
 from cloudcover.train.data.parallel import default_workers, pmap
 from cloudcover.train.data.render import SCALING, render_bands, resize_rgb
@@ -120,9 +120,7 @@ def _check(config: PrepareConfig) -> tuple[Path, Path]:
         raise CloudcoverError(f"--input {config.input}: no such folder")
     if out == inp or inp.is_relative_to(out):
         raise CloudcoverError(f"--out {config.out}: would replace the input folder {config.input}")
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "dataset.json").is_file())):
-        raise CloudcoverError(f"--out {config.out}: exists and is not a prepared dataset; "
-                              "choose another folder or remove it")
+    check_replaceable(out, "dataset.json", "a prepared dataset")
     return inp, out
 
 
@@ -139,7 +137,7 @@ def prepare(config: PrepareConfig) -> PrepareResult:
         dup = next(i for i in ids if ids.count(i) > 1)
         raise CloudcoverError(f"--input {config.input}: two patches share the id {dup}")
 
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "dataset.json", "a prepared dataset") as tmp:
         staging = tmp / STAGING
         staging.mkdir()
         worker = _Worker(config.source, staging, config.size, config.image_format, config.count_shadow)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cloudcover.train.atomic import atomic_dir
+from cloudcover.train.atomic import atomic_dir, check_replaceable
 from cloudcover.train.data import coverage
 from cloudcover.train.data.noise import fractal, quantile_threshold
 from cloudcover.train.data.parallel import default_workers, pmap
@@ -367,8 +367,7 @@ def _check(config: SynthConfig) -> int:
     if config.margin_pct < 0 or 2 * config.margin_pct >= min(widths):
         raise CloudcoverError(f"--margin {config.margin_pct}: must be >= 0 and under half the narrowest bin")
     out = Path(config.out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "synth.json").is_file())):
-        raise CloudcoverError(f"--out {out}: exists and is not a synth output; choose another folder or remove it")
+    check_replaceable(out, "synth.json", "a synth output")
     return size
 
 
@@ -378,7 +377,7 @@ def synthesize(config: SynthConfig) -> SynthResult:
     t0 = time.perf_counter()
     tasks = plan(config, size)
     out = Path(config.out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "synth.json", "a synth output") as tmp:
         rows = pmap(_Worker(tmp), tasks, config.workers, desc=f"synth {config.format}", progress=config.progress)
         names = coverage.class_names(config.bins)
         counts = {c: sum(r["class"] == c for r in rows) for c in names}
