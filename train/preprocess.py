@@ -90,15 +90,20 @@ def _resize(arr: np.ndarray, size: int, method: str) -> np.ndarray:
     return np.stack(bands, axis=-1).astype(np.float32)
 
 
-def load_image(path: str | Path, pre: Preprocess) -> np.ndarray:
-    """Decode and resize one image to what the model takes: float32 [input_size, input_size, bands], raw values."""
-    path = Path(path)
+def _read_pixels_or_fail(path: Path) -> np.ndarray:
+    """_read_pixels with a missing or undecodable file turned into one clear line naming it."""
     try:
-        arr = _read_pixels(path)
+        return _read_pixels(path)
     except FileNotFoundError:
         raise CloudcoverError(f"image not found: {path}") from None
     except Exception as exc:
         raise CloudcoverError(f"cannot decode image {path}: {exc}") from exc
+
+
+def load_image(path: str | Path, pre: Preprocess) -> np.ndarray:
+    """Decode and resize one image to what the model takes: float32 [input_size, input_size, bands], raw values."""
+    path = Path(path)
+    arr = _read_pixels_or_fail(path)
     if arr.shape[-1] == 4 and pre.bands == 3:  # RGBA PNG: drop alpha
         arr = arr[..., :3]
     if arr.shape[-1] == 1 and pre.bands == 3:
@@ -167,13 +172,7 @@ def detect_bands(info: DatasetInfo) -> int:
     """Band count of the dataset's first image (RGBA counts as 3)."""
     if not info.rows:
         raise CloudcoverError(f"{info.root / 'manifest.csv'} lists no images")
-    path = info.root / info.rows[0]["image"]
-    try:
-        arr = _read_pixels(path)
-    except FileNotFoundError:
-        raise CloudcoverError(f"image not found: {path}") from None
-    except Exception as exc:
-        raise CloudcoverError(f"cannot decode image {path}: {exc}") from exc
+    arr = _read_pixels_or_fail(info.root / info.rows[0]["image"])
     return 3 if arr.shape[-1] == 4 else arr.shape[-1]
 
 
