@@ -235,6 +235,9 @@ def train(config: TrainConfig, extra_callbacks: Sequence["keras.callbacks.Callba
     model_config(config.model)  # unknown name -> clear error before any decoding
     if config.epochs < 1 or config.batch_size < 1:
         raise CloudcoverError("--epochs and --batch-size must be at least 1")
+    if not 0 <= config.dropout < 1 or not 0 <= config.label_smoothing < 1:
+        raise CloudcoverError(f"--dropout and --label-smoothing must be in [0, 1), got {config.dropout} and "
+                              f"{config.label_smoothing}")
     bands = detect_bands(info)
     pre = Preprocess(input_size=config.input_size, bands=bands, mean=[0.0] * bands, std=[1.0] * bands,
                      class_names=info.classes, bins=info.bins, model=config.model, alpha=config.alpha,

@@ -173,6 +173,12 @@ def test_gives_up_after_retries_and_keeps_the_part(tmp_path):
         download(_cfg(tmp_path, urls, retries=2))
 
 
+def test_negative_retries_is_refused(server, tmp_path):
+    with pytest.raises(CloudcoverError, match="--retries must be >= 0"):
+        download(_cfg(tmp_path, _urls(tmp_path, [f"{server.url}/a.tar"]), retries=-1))
+    assert server.log == []
+
+
 @pytest.mark.parametrize("line,match", [("ftp://x/a.tar", "not an http"), ("http://x/a.tar size=big", "byte count"),
                                         ("http://x/a.tar sha1=abc", "cannot read"), ("http://x/", "file name")])
 def test_bad_url_lists(tmp_path, line, match):

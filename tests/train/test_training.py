@@ -85,6 +85,16 @@ def test_class_missing_from_train_split(tmp_path, make_dataset):
         train(_config(root, tmp_path / "run"), verbose=0)
 
 
+@pytest.mark.parametrize("field, value", [("dropout", 1.0), ("label_smoothing", -0.1)])
+def test_out_of_range_regularization_is_refused(tmp_path, make_dataset, field, value):
+    root = make_dataset(tmp_path / "d", {"train": 2, "val": 1}, size=8)
+    config = _config(root, tmp_path / "run")
+    setattr(config, field, value)
+    with pytest.raises(CloudcoverError, match=r"--dropout and --label-smoothing must be in \[0, 1\)"):
+        train(config, verbose=0)
+    assert not (tmp_path / "run" / "model.keras").exists()
+
+
 def test_dataset_without_manifest(tmp_path):
     with pytest.raises(CloudcoverError, match="manifest.csv not found"):
         train(_config(tmp_path, tmp_path / "run"), verbose=0)

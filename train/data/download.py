@@ -14,6 +14,7 @@ leave OUT, no devices), and extraction also runs with tarfile's "data" filter.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import json
@@ -165,8 +166,8 @@ def _fetch_once(entry: UrlEntry, part: Path, timeout: float, bar: tqdm, received
         raise CloudcoverError(f"{entry.url}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError, http.client.HTTPException,
             OSError) as exc:
-        if isinstance(exc, OSError) and exc.errno in (28,):  # disk full is not transient
-            raise
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # disk full is not transient
+            raise CloudcoverError(f"{part}: {exc.strerror}; the partial download is kept for resuming") from None
         raise _Retry(str(getattr(exc, "reason", exc))) from None
 
 
@@ -191,6 +192,8 @@ def _verify(entry: UrlEntry, part: Path) -> None:
 
 def fetch(entry: UrlEntry, final: Path, config: DownloadConfig) -> int:
     """Download entry to final via final.part, resuming and retrying; returns bytes received."""
+    if config.retries < 0:
+        raise CloudcoverError(f"--retries must be >= 0, got {config.retries}")
     part = final.with_name(final.name + ".part")
     received = [0]
     with tqdm(desc=entry.name, unit="B", unit_scale=True, unit_divisor=1024, disable=not config.progress,
