@@ -230,6 +230,8 @@ def train(config: TrainConfig, extra_callbacks: Sequence["keras.callbacks.Callba
     """
     import keras
 
+    from cloudcover.train.backup import AtomicBackupAndRestore, AtomicBestWeights
+
     info = read_dataset(config.data)
     _check_splits(info, config)
     model_config(config.model)  # unknown name -> clear error before any decoding
@@ -273,9 +275,9 @@ def train(config: TrainConfig, extra_callbacks: Sequence["keras.callbacks.Callba
         # first, so the learning_rate it adds to the logs is in every row of the CSV history
         keras.callbacks.LearningRateScheduler(lambda epoch: cosine_lr(config.lr, epoch, config.epochs)),
         keras.callbacks.CSVLogger(str(ckpt / "history.csv"), append=True),  # before the backup: see _read_csv_history
-        keras.callbacks.BackupAndRestore(str(ckpt / "backup")),
-        keras.callbacks.ModelCheckpoint(str(ckpt / "best.weights.h5"), monitor="val_loss", save_best_only=True,
-                                        save_weights_only=True, initial_value_threshold=best_so_far),
+        # best weights before the backup, so a backup of epoch N implies the best file is complete up to N
+        AtomicBestWeights(ckpt / "best.weights.h5", monitor="val_loss", initial_best=best_so_far),
+        AtomicBackupAndRestore(str(ckpt / "backup")),
         # From scratch, BatchNorm's moving statistics lag the weights for the first epochs and val_loss is
         # meaningless there: do not let those epochs count against the patience.
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,

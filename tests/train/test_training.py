@@ -119,3 +119,24 @@ def test_trained_model_learns_the_task(trained_run, tiny_dataset):
     path = next(tiny_dataset.glob("test/clouds_75_100/*.png"))
     logits = model.predict(load_image(path, pre)[None], verbose=0)
     assert logits.argmax() == 3
+
+
+def test_backup_is_one_complete_file_per_epoch(tmp_path):
+    """A kill during a backup write leaves the previous epoch's file: temp files never count as backups."""
+    import keras
+
+    from cloudcover.train.backup import AtomicBackupAndRestore, latest_backup
+
+    backup = tmp_path / "backup"
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse", jit_compile=False)
+    x, y = np.ones((8, 4), np.float32), np.zeros((8, 2), np.float32)
+    cb = AtomicBackupAndRestore(str(backup), delete_checkpoint=False)
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[cb])
+    assert latest_backup(backup)[0] == 3 and sorted(p.name for p in backup.iterdir()) == ["epoch-00003.weights.h5"]
+    (backup / ".tmp-epoch-00004.weights.h5").write_bytes(b"truncated")  # what a kill mid-write leaves
+    assert latest_backup(backup)[0] == 3
+    resumed = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    resumed.compile(optimizer="adam", loss="mse", jit_compile=False)
+    history = resumed.fit(x, y, epochs=5, verbose=0, callbacks=[AtomicBackupAndRestore(str(backup))])
+    assert len(history.history["loss"]) == 2  # epochs 4 and 5 only

@@ -117,6 +117,8 @@ def test_two_workers_on_postgresql(tiny_dataset, tmp_path, space_file, postgres_
 @pytest.mark.slow
 def test_resume_after_kill(tiny_dataset, tmp_path, space_file):
     """SIGKILL the tune process mid-trial; the rerun fails the orphaned trial, resumes it and completes the budget."""
+    from cloudcover.train.backup import latest_backup
+
     out = tmp_path / "study"
     args = ["tune", "--data", str(tiny_dataset), "--models", "edge_cnn", "--trials", "2", "--epochs-per-trial", "4",
             "--workers", "1", "--pruner", "none", "--space", str(space_file), "--quiet", "--no-plots",
@@ -124,13 +126,12 @@ def test_resume_after_kill(tiny_dataset, tmp_path, space_file):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.Popen([sys.executable, "-m", "cloudcover.riscv.cli", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    history = out / "trials" / "trial_0000" / "checkpoint" / "history.csv"
+    backup = out / "trials" / "trial_0000" / "checkpoint" / "backup"
     deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:
-        if history.is_file() and len(history.read_text().splitlines()) >= 2:  # header + one finished epoch
-            time.sleep(0.5)  # let the epoch's backup be written, then kill in the middle of epoch 2
-            break
-        time.sleep(0.5)
+    # Kill once epoch 1's backup exists: it is renamed into place complete (train/backup.py), so the
+    # resumed trial must start at epoch 2 whenever the kill lands.
+    while time.time() < deadline and proc.poll() is None and latest_backup(backup) is None:
+        time.sleep(0.2)
     assert proc.poll() is None, "tune finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
