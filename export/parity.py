@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from cloudcover.train.metrics import softmax
+
 AGREEMENT_GOAL = 0.99
 DROP_GOAL_POINTS = 1.0
 
@@ -25,11 +27,6 @@ class BackendParity:
     max_abs_logit_diff: float
     max_abs_prob_diff: float
     note: str = ""
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def compare(backend: str, file: str, size_bytes: int, logits: np.ndarray, reference: np.ndarray, y: np.ndarray,

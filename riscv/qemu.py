@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloudcover.export.targets import get_target
 from cloudcover.train.errors import CloudcoverError
 
 QEMU_VERSION = "10.0.2"
@@ -53,10 +54,6 @@ def find_emulator(prefer_plugin: bool = True) -> Emulator:
     return Emulator(Path(system), None, m.group(1) if m else "unknown")
 
 
-def cpu_flag(target: str) -> str:
-    return "rv64,v=true,vlen=128,vext_spec=v1.0" if target.endswith("v") else "rv64"
-
-
 @dataclass
 class RunResult:
     output: bytes
@@ -73,7 +70,7 @@ def run_infer(emu: Emulator, binary: Path, target: str, inputs: bytes, workdir: 
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "in.bin").write_bytes(inputs)
     (workdir / "out.bin").unlink(missing_ok=True)
-    cmd = ["env", "-i", str(emu.qemu), "-cpu", cpu_flag(target)]
+    cmd = ["env", "-i", str(emu.qemu), "-cpu", get_target(target).qemu_cpu]
     log = workdir / "insns.log"
     log.unlink(missing_ok=True)
     if count and emu.counts:

@@ -25,14 +25,8 @@ import numpy as np
 
 from cloudcover.train.atomic import atomic_dir, check_replaceable
 from cloudcover.train.errors import CloudcoverError
+from cloudcover.train.metrics import softmax
 
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64 (models output logits)."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def predict_proba(model, x: np.ndarray, batch_size: int = 64, progress: bool = False, desc: str = "") -> np.ndarray:

@@ -22,6 +22,13 @@ from sklearn.metrics import (
 )
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (models output logits)."""
+    z = np.asarray(logits, dtype=np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def macro_f1(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> float:
     """The tuning objective: unweighted mean of the per-class F1 over *all* classes.
 

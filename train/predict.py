@@ -77,7 +77,7 @@ def predict(run_dir: str | Path, paths: Iterable[str | Path], out: str | Path | 
     """Classify every readable file under `paths`; write the CSV to `out` (None: return only)."""
     from tqdm import tqdm
 
-    from cloudcover.train.evaluate import softmax
+    from cloudcover.train.metrics import softmax
     from cloudcover.train.metrics import expected_coverage
     from cloudcover.train.training import load_run
 

@@ -16,7 +16,7 @@ from .conftest import cli
 def test_evaluate_equals_scikit_learn(tiny_run, tiny_dataset, tmp_path):
     from PIL import Image
 
-    from cloudcover.train.evaluate import softmax
+    from cloudcover.train.metrics import softmax
     from cloudcover.train.preprocess import load_split
     from cloudcover.train.training import load_run
 

@@ -24,7 +24,7 @@ import datetime as dt
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -392,8 +392,3 @@ def synthesize(config: SynthConfig) -> SynthResult:
         }
         (tmp / "synth.json").write_text(json.dumps(report, indent=1) + "\n")
     return SynthResult(out, config.n, report["rois"], counts, max_err, seconds, out / "synth.json")
-
-
-def result_dict(result: SynthResult) -> dict:
-    d = asdict(result)
-    return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}
