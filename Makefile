@@ -56,7 +56,7 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 venv: $(VENV)/.installed
 
 qemu: apt venv
-	PIP_PYTHON=$(abspath $(PY)) riscv/build_qemu.sh
+	riscv/build_qemu.sh $(abspath $(PY))
 
 test: setup
 	@rc=0; $(PY) -m pytest || rc=$$?; \

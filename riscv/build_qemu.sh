@@ -19,8 +19,11 @@ QEMU_UPSTREAM="10.0.2"
 CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/cloudcover"
 PREFIX="${CLOUDCOVER_QEMU_DIR:-$CACHE_ROOT/qemu-$QEMU_UPSTREAM}"
 JOBS="${JOBS:-$(nproc 2>/dev/null || echo 2)}"
-# A Python that has pip (Debian's python3 may not): `make qemu` passes the project's .venv.
-PIP_PYTHON="${PIP_PYTHON:-python3}"
+# A Python that has pip (Debian's python3 may not): `make qemu` passes the project's .venv as the first
+# argument. Deliberately not an environment variable: pip reads every PIP_<OPTION> variable as an option
+# (PIP_PYTHON is pip's --python), and QEMU's configure runs pip inside its own build venv, so a variable of
+# ours would redirect that pip into the project's .venv.
+WHEEL_PY="${1:-python3}"
 
 fail() { echo "build_qemu.sh: error: $*" >&2; exit 1; }
 
@@ -70,7 +73,7 @@ if [[ ! -f "$SRC/configure" ]]; then
 fi
 if ! ls "$SRC"/python/wheels/meson-1.5.0-*.whl >/dev/null 2>&1; then
     mkdir -p "$SRC/python/wheels"
-    "$PIP_PYTHON" -m pip download -q --no-deps --only-binary=:all: -d "$SRC/python/wheels" meson==1.5.0 pycotap==1.3.1 \
+    "$WHEEL_PY" -m pip download -q --no-deps --only-binary=:all: -d "$SRC/python/wheels" meson==1.5.0 pycotap==1.3.1 \
         || fail "pip download of meson==1.5.0 and pycotap==1.3.1 (QEMU's configure needs them) failed"
 fi
 
