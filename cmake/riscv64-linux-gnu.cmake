@@ -19,7 +19,10 @@ set(CMAKE_EXE_LINKER_FLAGS_INIT "-static")
 
 # ctest runs the binaries through QEMU: the 10.0.2 build from riscv/build_qemu.sh when present (Debian's 7.2
 # aborts on the RVV vfncvt instruction LLVM emits), else the system qemu-riscv64.
-if(DEFINED ENV{XDG_CACHE_HOME})
+# Same lookup order as riscv/qemu.py and riscv/build_qemu.sh: CLOUDCOVER_QEMU_DIR, then the XDG cache.
+if(DEFINED ENV{CLOUDCOVER_QEMU_DIR})
+  set(_cc_qemu "$ENV{CLOUDCOVER_QEMU_DIR}/bin/qemu-riscv64")
+elseif(DEFINED ENV{XDG_CACHE_HOME})
   set(_cc_qemu "$ENV{XDG_CACHE_HOME}/cloudcover/qemu-10.0.2/bin/qemu-riscv64")
 else()
   set(_cc_qemu "$ENV{HOME}/.cache/cloudcover/qemu-10.0.2/bin/qemu-riscv64")
