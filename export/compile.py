@@ -64,10 +64,18 @@ def read_quant(model_path: Path) -> dict:
     return info
 
 
-def uses_float(kernels) -> bool:
-    """True if any lowered kernel computes in floating point (the dequantize -> op -> quantize route)."""
-    text = kernels.script()
-    return any(f in text for f in ("float32", "float16", "float64"))
+def check_integer(float_ops: list[str], kernel_floats: dict[str, set[str]], model_path: Path) -> None:
+    """An int8 build computes wholly in integers or fails naming what is left: never a silent float kernel."""
+    if float_ops:
+        hint = (" (the int8 lowering reads TFLite's patterns: compile model_int8.tflite)"
+                if model_path.suffix == ".onnx" else "")
+        raise CloudcoverError(
+            f"{model_path.name}: no integer lowering for {', '.join(float_ops)} (left on TVM's float route){hint}; "
+            "compile with --compute float to build it on the float route")
+    if kernel_floats:
+        names = ", ".join(f"{k} ({'/'.join(sorted(v))})" for k, v in sorted(kernel_floats.items()))
+        raise CloudcoverError(f"{model_path.name}: int8 build would keep floating point in kernels {names[:300]}; "
+                              "compile with --compute float to build it on the float route")
 
 
 def compile_model(model_path: str | Path, target_name: str, out_dir: str | Path, log=print,
@@ -88,13 +96,19 @@ def compile_model(model_path: str | Path, target_name: str, out_dir: str | Path,
         mod, rewritten = int8_lowering.lower_int8(mod)
         log("int8 lowering: " + (", ".join(f"{n} {k}" for k, n in sorted(rewritten.items())) or "no pattern matched"))
     float_ops = int8_lowering.float_ops(mod)
-    if compute == "int8" and float_ops:
-        log(f"int8 lowering: left on the float route: {', '.join(float_ops)}")
+    if compute == "int8":
+        check_integer(float_ops, {}, model_path)
+    else:
+        log("float route: TVM's dequantize -> float32 op -> quantize kernels (not bit-exact with TFLite's "
+            "reference kernels)")
     # the loop-fusing schedule is for the integer route (its requantization chain); the float route keeps
     # TVM's default loop nests, the reference it is compared with
     lowered = lowering.lower(mod, schedule=compute == "int8", vector="+v" in target.llvm.get("mattr", []))
     graph = lowering.extract_graph(lowered)
     kernels = lowering.kernel_module(lowered)
+    kernel_floats = int8_lowering.kernel_float_dtypes(kernels)
+    if compute == "int8":
+        check_integer([], kernel_floats, model_path)
     log(f"imported and lowered {model_path.name}: {len(graph.steps)} kernel calls, {macs:,} MACs "
         f"({time.time() - t0:.1f} s)")
 
@@ -138,11 +152,10 @@ def compile_model(model_path: str | Path, target_name: str, out_dir: str | Path,
         "intermediate_bytes_sum": sum(b.size for b in buffers),
         "workspace_bytes": workspace,
         "compute": compute,
-        "int8_compute": not uses_float(kernels),
+        "int8_compute": not kernel_floats,  # int8_lowering.int8_compute: no float value in any kernel
         "float_ops": float_ops,
         "int8_ops": rewritten,
-        "lowering": ("int8 (TFLite reference-kernel integer arithmetic"
-                     + (f"; float route for: {', '.join(float_ops)})" if float_ops else ")")
+        "lowering": ("int8 (TFLite reference-kernel integer arithmetic)"
                      if compute == "int8" else "tvm-float (dequantize -> float op -> quantize)"),
         "kernels": sorted(gv.name_hint for gv in kernels.functions),
         "steps": [s.kernel for s in graph.steps],

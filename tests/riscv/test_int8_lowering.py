@@ -1,4 +1,4 @@
-"""The int8 lowering (export/int8_lowering.py): TFLite's quantization math, no float left in any kernel, and
+"""The int8 lowering (export/int8_lowering.py, export/int8ops/): TFLite's quantization math, no float left in any kernel, and
 0 LSB against TFLite's reference kernels (BUILTIN_REF) on the host build and under qemu-riscv64."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from cloudcover.export import int8_lowering as il
+from cloudcover.export.int8ops import requant as rq
 
 from .conftest import needs_device, separable_data
 
@@ -29,28 +30,28 @@ from .conftest import needs_device, separable_data
     (0.1, (1717986918, -3)),
 ])
 def test_quantize_multiplier(real, expected):
-    assert il.quantize_multiplier(real) == expected
+    assert rq.quantize_multiplier(real) == expected
 
 
 def test_fixed_point_primitives():
     # gemmlowp: SaturatingRoundingDoublingHighMul rounds half away from zero, saturates only INT32_MIN^2
     # x * 0.5: 50.5 -> 51 but -50.5 -> -50 (the nudge is 1 - 2**30 for negatives)
-    assert il.srdhm(100, 1 << 30) == 50 and il.srdhm(101, 1 << 30) == 51 and il.srdhm(-101, 1 << 30) == -50
-    assert il.srdhm(-(1 << 31), -(1 << 31)) == (1 << 31) - 1
-    assert list(il.rounding_divide_by_pot([5, -5, 6, -6, 7, -7], 1)) == [3, -3, 3, -3, 4, -4]
+    assert rq.srdhm(100, 1 << 30) == 50 and rq.srdhm(101, 1 << 30) == 51 and rq.srdhm(-101, 1 << 30) == -50
+    assert rq.srdhm(-(1 << 31), -(1 << 31)) == (1 << 31) - 1
+    assert list(rq.rounding_divide_by_pot([5, -5, 6, -6, 7, -7], 1)) == [3, -3, 3, -3, 4, -4]
     rng = np.random.default_rng(0)
     x = rng.integers(-(1 << 20), 1 << 20, 2000)
     for real in (0.0037, 0.51, 1.7, 3.0e-5):
-        m, s = il.quantize_multiplier(real)
-        got = il.multiply_by_quantized_multiplier(x, m, s)
+        m, s = rq.quantize_multiplier(real)
+        got = rq.multiply_by_quantized_multiplier(x, m, s)
         assert np.abs(got - x * real).max() <= 1.0  # within rounding of the exact product
 
 
 def test_mean_multiplier_folds_one_over_n():
-    m, s = il.quantize_multiplier(0.8)
-    m2, s2 = il.mean_multiplier(m, s, 64)  # n = 2**6: exact
+    m, s = rq.quantize_multiplier(0.8)
+    m2, s2 = rq.mean_multiplier(m, s, 64)  # n = 2**6: exact
     assert (m2, s2) == (m, s - 6)
-    m3, s3 = il.mean_multiplier(m, s, 49)  # shift = floor(log2 49) = 5
+    m3, s3 = rq.mean_multiplier(m, s, 49)  # shift = floor(log2 49) = 5
     assert s3 == s - 5 and m3 == (m << 5) // 49
 
 
@@ -60,10 +61,10 @@ def test_round_mul_matches_tflite_double_requant():
     eff = np.float64(np.float32(0.0220)) * np.array([0.00308677, 0.00323138], np.float64) / np.float64(np.float32(0.33))
     rng = np.random.default_rng(1)
     acc = np.concatenate([rng.integers(-(1 << 19), 1 << 19, 5000), [0, 1, -1, 210, -210]])
-    mult, shift = il.round_mul_params(eff, 1 << 19)
+    mult, shift = rq.round_mul_params(eff, 1 << 19)
     for c in range(2):
         expect = np.sign(acc * eff[c]) * np.floor(np.abs(acc * eff[c]) + 0.5)  # C round()
-        assert np.array_equal(il.round_mul(acc, mult[c], shift[c]), expect.astype(np.int64))
+        assert np.array_equal(rq.round_mul(acc, mult[c], shift[c]), expect.astype(np.int64))
 
 
 # ---- models -------------------------------------------------------------------------------------------
@@ -143,35 +144,45 @@ def _reference(art: Path, xq: np.ndarray) -> np.ndarray:
     return tflite_run(art / "model_int8.tflite", xq, reference=True)[0]
 
 
-def _kernel_dtypes(model: Path) -> tuple[dict[str, int], dict[str, set[str]]]:
-    """Rewrite counts, and every dtype named in each lowered TIR PrimFunc: its buffer parameters, plus every
-    dtype its TVMScript mentions (allocations, casts, literals such as T.float32(0.5))."""
+def _script_dtypes(kernels) -> dict[str, set[str]]:
+    """Every dtype named in each TIR PrimFunc's TVMScript (buffer parameters, allocations, casts, literals
+    such as T.float32(0.5)): a text reading, independent of the IR visitor that compile.py uses."""
     import re
 
-    from cloudcover.export import lowering, relax_import
-
-    mod, counts = il.lower_int8(relax_import.import_model(model))
-    kernels = lowering.kernel_module(lowering.lower(mod))
     seen: dict[str, set[str]] = {}
     for gv, f in kernels.functions.items():
         dts = {str(p.dtype) for p in f.params if hasattr(p, "dtype")}
         for a, b in re.findall(r'"((?:b?float|u?int|bool)\d*)"|T\.((?:b?float|u?int)\d+)\b', f.script()):
             dts.add(a or b)
         seen[gv.name_hint] = dts
-    return counts, seen
+    return seen
+
+
+def _script_floats(kernels) -> dict[str, set[str]]:
+    return {k: {d for d in v if "float" in d} for k, v in _script_dtypes(kernels).items() if any("float" in d for d in v)}
+
+
+def _kernel_dtypes(model: Path) -> tuple[dict[str, int], dict[str, set[str]], dict[str, set[str]]]:
+    """Rewrite counts, the dtypes each lowered kernel's script names, and the IR visitor's float dtypes."""
+    from cloudcover.export import lowering, relax_import
+
+    mod, counts = il.lower_int8(relax_import.import_model(model))
+    kernels = lowering.kernel_module(lowering.lower(mod))
+    return counts, _script_dtypes(kernels), il.kernel_float_dtypes(kernels)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("which", ["tiny", "mobilenet"])
 def test_no_float_in_any_kernel(which, artifacts, mobilenet_art):
     art = artifacts if which == "tiny" else mobilenet_art
-    counts, seen = _kernel_dtypes(art / "model_int8.tflite")
+    counts, seen, visited = _kernel_dtypes(art / "model_int8.tflite")
     assert counts.get("conv2d", 0) >= 4 and counts.get("matmul") == 1 and counts.get("add", 0) >= 1, counts
     if which == "mobilenet":
         assert counts.get("subtract") == 1 and counts.get("multiply") == 1, counts  # the Normalization layer
     assert {"int8", "int32"} <= set().union(*seen.values())  # the parser sees the dtypes
     floats = {k: sorted(d for d in v if "float" in d) for k, v in seen.items() if any("float" in d for d in v)}
     assert not floats, f"float left in kernels: {floats}"
+    assert visited == {}  # the IR visitor agrees with the text reading
 
 
 def _compile_and_run_host(art: Path, out: Path) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -220,9 +231,16 @@ def test_float_route_is_reported(artifacts):
     """Without the int8 pass every quantized op stays float: float_ops names them (model.json's truth)."""
     from cloudcover.export import relax_import
 
+    from cloudcover.export import lowering
+
     mod = relax_import.import_model(artifacts / "model_int8.tflite")
     assert {"nn.conv2d", "matmul", "mean"} <= set(il.float_ops(mod))
     assert il.float_ops(il.lower_int8(mod)[0]) == []
+    # on the float route the IR visitor finds float in the same kernels as the script text does
+    kernels = lowering.kernel_module(lowering.lower(mod, schedule=False))
+    visited = il.kernel_float_dtypes(kernels)
+    assert visited and visited == _script_floats(kernels)
+    assert not il.int8_compute(kernels)
 
 
 def test_short_requantization_equals_gemmlowp():
@@ -232,21 +250,21 @@ def test_short_requantization_equals_gemmlowp():
     ties = [k * (1 << 20) + d for k in range(-4, 5) for d in (-1, 0, 1)]
     x = np.concatenate([rng.integers(-(1 << 31), 1 << 31, 20000), [0, 1, -1, (1 << 31) - 1, -(1 << 31)], ties])
     for real in (0.0037, 0.51, 0.9999, 1.7, 3.0e-5, 2.0 ** -20, 0.25, 11.0):
-        m, s = il.quantize_multiplier(real)
+        m, s = rq.quantize_multiplier(real)
         xs = x if s <= 0 else np.clip(x, -(1 << (31 - s)), (1 << (31 - s)) - 1)  # TFLite: x << s stays int32
-        assert np.array_equal(il.mbqm_short(xs, m, s), il.multiply_by_quantized_multiplier(xs, m, s)), real
-    ms = [il.quantize_multiplier(r) for r in (0.003, 0.04, 0.5, 0.7)]  # per-channel vectors
+        assert np.array_equal(rq.mbqm_short(xs, m, s), rq.multiply_by_quantized_multiplier(xs, m, s)), real
+    ms = [rq.quantize_multiplier(r) for r in (0.003, 0.04, 0.5, 0.7)]  # per-channel vectors
     xv = rng.integers(-(1 << 24), 1 << 24, (500, 4))
     mult, shift = np.array([a for a, _ in ms]), np.array([b for _, b in ms])
-    assert np.array_equal(il.mbqm_short(xv, mult, shift), il.multiply_by_quantized_multiplier(xv, mult, shift))
+    assert np.array_equal(rq.mbqm_short(xv, mult, shift), rq.multiply_by_quantized_multiplier(xv, mult, shift))
 
 
 def test_dense_rounding_short_form_equals_round_mul():
     """Dense requantization: floor((v + 2**(s-1) - [v < 0]) / 2**s) is round_mul's half-away-from-zero."""
     rng = np.random.default_rng(4)
     eff = np.array([0.00021, 0.0173, 0.5])
-    mult, shift = il.round_mul_params(eff, 1 << 20)
+    mult, shift = rq.round_mul_params(eff, 1 << 20)
     acc = np.concatenate([rng.integers(-(1 << 20), 1 << 20, (3000, 3)), [[0, 0, 0], [1, -1, 7], [-7, 3, -3]]])
     v = acc * mult
     short = (v + (np.int64(1) << (shift - 1)) + (v >> 63)) >> shift
-    assert np.array_equal(short, il.round_mul(acc, mult, shift))
+    assert np.array_equal(short, rq.round_mul(acc, mult, shift))
