@@ -62,30 +62,60 @@ class RunResult:
     stderr: str
 
 
-def run_infer(emu: Emulator, binary: Path, target: str, inputs: bytes, workdir: Path, count: bool = True) -> RunResult:
-    """Run `binary in.bin out.bin` in `workdir` under QEMU; raise if it fails."""
+@dataclass
+class GuestRun:
+    """One guest process: its exit status (negative = killed by that signal) and, when counted, its instructions."""
+    returncode: int
+    instructions: int | None  # whole process; None when not counted or when the run failed
+    wall_s: float
+    stderr: str
+
+
+def parse_insn_count(text: str) -> int | None:
+    """The `total insns: N` line libinsn.so writes (to the -D log file); None when absent."""
+    m = re.search(r"total insns: (\d+)", text)
+    return int(m.group(1)) if m else None
+
+
+def run_guest(emu: Emulator, qemu_cpu: str, binary: Path, args: list[str], workdir: Path,
+              count: bool = True) -> GuestRun:
+    """Run `binary ARGS` in `workdir` under QEMU with `env -i`; never raises on a failing guest.
+
+    The count of a failed run is dropped (a crashed program still prints one). ARGS should be fixed relative
+    file names: the count moves with the environment and the argument strings.
+    """
+    cmd = ["env", "-i", str(emu.qemu), "-cpu", qemu_cpu]
+    log = workdir / "insns.log"
+    log.unlink(missing_ok=True)
+    counting = count and emu.counts
+    if counting:
+        cmd += ["-plugin", f"{emu.plugin},inline=on", "-d", "plugin", "-D", "insns.log"]
+    cmd += [str(Path(binary).resolve()), *args]
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, errors="replace")
+    wall = time.perf_counter() - t0
+    insns = None
+    if counting and p.returncode == 0:
+        insns = parse_insn_count(log.read_text() if log.is_file() else "")
+        if insns is None:
+            raise CloudcoverError(f"no instruction count in {log} (plugin {emu.plugin} did not report)")
+    return GuestRun(p.returncode, insns, wall, p.stderr)
+
+
+def check_runnable(emu: Emulator, target: str) -> None:
     if target.endswith("v") and not emu.counts and emu.version.startswith("7."):
         raise CloudcoverError(f"{target} needs the QEMU {QEMU_VERSION} build (QEMU {emu.version} aborts on RVV "
                               "vfncvt); run `make qemu`")
+
+
+def run_infer(emu: Emulator, binary: Path, target: str, inputs: bytes, workdir: Path, count: bool = True) -> RunResult:
+    """Run `binary in.bin out.bin` in `workdir` under QEMU; raise if it fails."""
+    check_runnable(emu, target)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "in.bin").write_bytes(inputs)
     (workdir / "out.bin").unlink(missing_ok=True)
-    cmd = ["env", "-i", str(emu.qemu), "-cpu", get_target(target).qemu_cpu]
-    log = workdir / "insns.log"
-    log.unlink(missing_ok=True)
-    if count and emu.counts:
-        cmd += ["-plugin", f"{emu.plugin},inline=on", "-d", "plugin", "-D", "insns.log"]
-    cmd += [str(Path(binary).resolve()), "in.bin", "out.bin"]
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if p.returncode != 0:  # a crashed program still prints a count: never use it
-        raise CloudcoverError(f"{binary.name} under {emu.qemu} exited {p.returncode}: "
-                              f"{' | '.join(p.stderr.strip().splitlines()[-3:])}")
-    insns = None
-    if count and emu.counts:
-        m = re.search(r"total insns: (\d+)", log.read_text() if log.is_file() else "")
-        if not m:
-            raise CloudcoverError(f"no instruction count in {log} (plugin {emu.plugin} did not report)")
-        insns = int(m.group(1))
-    return RunResult((workdir / "out.bin").read_bytes(), insns, wall, p.stderr)
+    g = run_guest(emu, get_target(target).qemu_cpu, binary, ["in.bin", "out.bin"], workdir, count)
+    if g.returncode != 0:
+        raise CloudcoverError(f"{binary.name} under {emu.qemu} exited {g.returncode}: "
+                              f"{' | '.join(g.stderr.strip().splitlines()[-3:])}")
+    return RunResult((workdir / "out.bin").read_bytes(), g.instructions, g.wall_s, g.stderr)
