@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from cloudcover.train.clihelp import HelpFormatter
 
 
@@ -13,7 +12,8 @@ def register(subparsers) -> None:
         description="For each target, run BUILD/riscv64/cloudcover-infer[-TARGET] (built by `make riscv-build` from "
         "BUILD/model/TARGET) over ART_DIR/testset.npz in one qemu-riscv64 process; compare with the float Keras "
         "model and the int8 TFLite reference kernels; count instructions per inference with QEMU's insn plugin "
-        "(start-up subtracted); time TFLite and onnxruntime int8 on this host; write OUT/bench.json and OUT/bench.md.",
+        "(start-up subtracted); time TFLite and onnxruntime int8 on this host; with --peer, measure other runtimes "
+        "(TFLite Micro) on the same model side by side; write OUT/bench.json and OUT/bench.md.",
         formatter_class=HelpFormatter,
     )
     p.add_argument("--artifacts", required=True, help="ART_DIR from `cloudcover export` (testset.npz, quant.json, "
@@ -22,6 +22,14 @@ def register(subparsers) -> None:
                    "from `make riscv-build`")
     p.add_argument("--targets", default="rv64gc,rv64gcv", help="comma-separated targets to bench")
     p.add_argument("--out", default="reports", help="folder for bench.json and bench.md")
+    p.add_argument("--peer", action="append", metavar="NAME=RUNNER[@TARGET]",
+                   help="also run a peer runtime's riscv64 runner (repeatable), e.g. TFLite Micro from ../shared/peers: "
+                   "`RUNNER model.tflite inputs.bin N outputs.bin`, printing `arena used: ...` on stderr. It runs "
+                   "ART_DIR/model_int8.tflite on the same quantized test images, under the same QEMU and -cpu as the "
+                   "target it is compared with, counted the same way. That target is @TARGET when given, else the ISA "
+                   "in the runner's ELF attributes (V extension -> rv64gcv, otherwise rv64gc), else the runner's file "
+                   "name suffix (-rv64gc/-rv64gcv); it must be one of --targets. A peer that cannot run the model "
+                   "(e.g. exit 4: an operator it lacks) is reported as a row, not an error")
     p.add_argument("--system-qemu", action="store_true", help="use the system qemu-riscv64 (no instruction counts)")
     p.set_defaults(func=run)
 
@@ -32,7 +40,7 @@ def run(args) -> int:
 
     from cloudcover.train.errors import CloudcoverError
 
-    from . import harness, qemu, report
+    from . import harness, peers, qemu, report
 
     def log(msg: str) -> None:
         print(f"cloudcover bench: {msg}", flush=True)
@@ -41,6 +49,7 @@ def run(args) -> int:
     bad = [t for t in targets if t not in ("rv64gc", "rv64gcv")]
     if bad or not targets:
         raise CloudcoverError(f"--targets: unknown target(s) {', '.join(bad) or '(none)'}; use rv64gc, rv64gcv")
+    peer_list = peers.parse_peers(args.peer, targets)
     emu = qemu.find_emulator(prefer_plugin=not args.system_qemu)
     if not emu.counts:
         log(f"plugin QEMU not found in {qemu.plugin_qemu_dir()}: parity only, instructions not measured (make qemu)")
@@ -49,7 +58,8 @@ def run(args) -> int:
     entries = []
     with tempfile.TemporaryDirectory(prefix="cloudcover-bench-") as tmp:
         for t in targets:
-            entries.append(harness.bench_target(art, refs, Path(args.build), t, emu, Path(tmp), log=log))
+            entries.append(harness.bench_target(art, refs, Path(args.build), t, emu, Path(tmp), log=log,
+                                                peers=peer_list))
     jpath, mpath = report.write_reports(entries, args.out)
     log(f"wrote {jpath} and {mpath}")
     print(mpath.read_text())

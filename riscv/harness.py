@@ -4,6 +4,8 @@ References, computed once per bench: the float Keras model (model.keras, raw pix
 model run by ai-edge-litert with its *reference* kernels (BUILTIN_REF: the bit-exact oracle; TFLite's own
 optimized kernels differ from it by a few LSB). Each target then runs the whole split in one QEMU process;
 instructions per inference = (count with N inputs - count with 0 inputs) / N, so libc start-up is excluded.
+Peer runtimes (riscv/peers.py) run the same .tflite on the same inputs after each target and are compared with
+the references by the same function as the device output (compare_outputs).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cloudcover.export.targets import get_target
 from cloudcover.train.errors import CloudcoverError
 
+from . import peers as peers_mod
 from . import qemu, toolchain
 
 
@@ -102,8 +106,72 @@ def compute_references(art: Artifacts, log=print) -> References:
     return References(float_logits, ref, host_ms, ort_ms, ort_note)
 
 
+def per_mac(insns: float | None, macs: int) -> float | None:
+    return None if insns is None or not macs else round(insns / macs, 3)
+
+
+def compare_classification(dev: np.ndarray, refs: References, art: Artifacts) -> dict:
+    """int8 class scores (N, classes) of a runtime against TFLite-ref and the float model."""
+    diff = np.abs(dev.astype(np.int32) - refs.tflite_ref.astype(np.int32))
+    top = dev.argmax(1)
+    return {
+        "top1_agreement_float": float(np.mean(top == refs.float_logits.argmax(1))),
+        "top1_agreement_tflite": float(np.mean(top == refs.tflite_ref.argmax(1))),
+        "max_abs_diff_lsb": int(diff.max()),
+        "accuracy_device": float(np.mean(top == art.y)),
+        "lsb_histogram": {str(k): int(v) for k, v in zip(*np.unique(diff, return_counts=True))},
+    }
+
+
+# How a runtime's int8 outputs are compared with the references, per task (quant.json's "task"); cloudcover's
+# device output and every peer's go through the same function, so a new task adds one entry here.
+COMPARE = {"classification": compare_classification}
+
+
+def compare_outputs(dev: np.ndarray, refs: References, art: Artifacts) -> dict:
+    task = art.quant.get("task", "classification")
+    if task not in COMPARE:
+        raise CloudcoverError(f"{art.dir / 'quant.json'}: no bench comparison for task {task!r}")
+    return COMPARE[task](dev, refs, art)
+
+
+def bench_peer(art: Artifacts, refs: References, peer: peers_mod.Peer, cloudcover_insns: float | None, macs: int,
+               emu: qemu.Emulator, workdir: Path, log=print) -> dict:
+    """One peer on the model: its figures beside the target's, or a row saying why it could not run."""
+    r = peers_mod.measure(emu, peer, art.dir / "model_int8.tflite", art.int8_inputs(), workdir / f"peer-{peer.name}")
+    row = {
+        "name": peer.name,
+        "runner": str(peer.runner),
+        "target": peer.target,
+        "target_from": peer.target_from,
+        "ok": r.ok,
+        "exit_code": r.exit_code,
+        "note": r.note,
+        "arena_bytes": r.arena_bytes,
+        "instructions_per_inference": None if r.instructions_per_inference is None else round(r.instructions_per_inference),
+        "instructions_per_mac": per_mac(r.instructions_per_inference, macs),
+        "cloudcover_over_peer": None,
+        "startup_instructions": r.startup_instructions,
+        "emulated_ms_per_inference": r.emulated_ms_per_inference,
+    }
+    if not r.ok:
+        log(f"{peer.target}: peer {peer.name} did not run: {r.note}")
+        return row
+    if r.outputs.shape != refs.tflite_ref.shape:
+        row.update(ok=False, note=f"output is {r.outputs.shape[1]} values per image; TFLite-ref has "
+                                  f"{refs.tflite_ref.shape[1]}")
+        log(f"{peer.target}: peer {peer.name}: {row['note']}")
+        return row
+    q = peers_mod.ratio(cloudcover_insns, r.instructions_per_inference)
+    row["cloudcover_over_peer"] = None if q is None else round(q, 4)
+    row.update(compare_outputs(r.outputs, refs, art))
+    log(f"{peer.target}: peer {peer.name}: max diff {row['max_abs_diff_lsb']} LSB, "
+        f"{row['instructions_per_inference']} instructions/inference, cloudcover/peer {row['cloudcover_over_peer']}")
+    return row
+
+
 def bench_target(art: Artifacts, refs: References, build: Path, target: str, emu: qemu.Emulator,
-                 workdir: Path, log=print) -> dict:
+                 workdir: Path, log=print, peers: list[peers_mod.Peer] = ()) -> dict:
     model_json = build / "model" / target / "model.json"
     binary = build / "riscv64" / toolchain.binary_name(target)
     if not model_json.is_file():
@@ -126,8 +194,9 @@ def bench_target(art: Artifacts, refs: References, build: Path, target: str, emu
 
     insns = None
     if full.instructions is not None and start.instructions is not None:
-        insns = (full.instructions - start.instructions) / n
-    top_dev, top_float, top_ref = dev.argmax(1), refs.float_logits.argmax(1), refs.tflite_ref.argmax(1)
+        insns = peers_mod.per_inference(full.instructions, start.instructions, n)
+    cmp = compare_outputs(dev, refs, art)
+    top_float, top_ref = refs.float_logits.argmax(1), refs.tflite_ref.argmax(1)
     sizes = toolchain.elf_section_sizes(binary)
     kernels_text = toolchain.elf_section_sizes(build / "model" / target / "kernels.o").get(".text", 0)
     entry = {
@@ -135,12 +204,12 @@ def bench_target(art: Artifacts, refs: References, build: Path, target: str, emu
         "target": target,
         "macs": info["macs"],
         "instructions_per_inference": None if insns is None else round(insns),
-        "instructions_per_mac": None if insns is None or not info["macs"] else round(insns / info["macs"], 3),
-        "top1_agreement_float": float(np.mean(top_dev == top_float)),
-        "top1_agreement_tflite": float(np.mean(top_dev == top_ref)),
-        "max_abs_diff_lsb": int(np.abs(dev.astype(np.int32) - refs.tflite_ref.astype(np.int32)).max()),
+        "instructions_per_mac": per_mac(insns, info["macs"]),
+        "top1_agreement_float": cmp["top1_agreement_float"],
+        "top1_agreement_tflite": cmp["top1_agreement_tflite"],
+        "max_abs_diff_lsb": cmp["max_abs_diff_lsb"],
         "accuracy_float": float(np.mean(top_float == art.y)),
-        "accuracy_device": float(np.mean(top_dev == art.y)),
+        "accuracy_device": cmp["accuracy_device"],
         "text_bytes": sizes.get(".text", 0),
         "weights_bytes": info["weights_bytes"],
         "arena_bytes": info["arena_bytes"],
@@ -149,14 +218,14 @@ def bench_target(art: Artifacts, refs: References, build: Path, target: str, emu
         # extras
         "n_images": n,
         "accuracy_tflite_ref": float(np.mean(top_ref == art.y)),
-        "lsb_histogram": {str(k): int(v) for k, v in zip(*np.unique(
-            np.abs(dev.astype(np.int32) - refs.tflite_ref.astype(np.int32)), return_counts=True))},
+        "lsb_histogram": cmp["lsb_histogram"],
         "kernels_text_bytes": kernels_text,
         "workspace_bytes": info["workspace_bytes"],
         "intermediate_bytes_sum": info["intermediate_bytes_sum"],
         "weights_dtypes": info["weights_dtypes"],
         "emulated_ms_per_inference": round((full.wall_s - start.wall_s) * 1000 / n, 3),
         "emulator": f"qemu-riscv64 {emu.version}" + (" + libinsn.so (inline)" if emu.counts else " (no plugin)"),
+        "qemu_cpu": get_target(target).qemu_cpu,
         "instructions_note": None if insns is not None else "not measured: plugin QEMU unavailable (run `make qemu`)",
         "startup_instructions": start.instructions,
         "host_tflite_int8_ms": None if refs.host_tflite_ms is None else round(refs.host_tflite_ms, 4),
@@ -169,4 +238,6 @@ def bench_target(art: Artifacts, refs: References, build: Path, target: str, emu
     log(f"{target}: top-1 vs TFLite-ref {entry['top1_agreement_tflite']:.1%}, vs float "
         f"{entry['top1_agreement_float']:.1%}, max diff {entry['max_abs_diff_lsb']} LSB, "
         f"{entry['instructions_per_inference']} instructions/inference")
+    entry["peers"] = [bench_peer(art, refs, p, insns, info["macs"], emu, workdir, log) for p in peers
+                      if p.target == target]
     return entry

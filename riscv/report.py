@@ -41,6 +41,7 @@ def render_markdown(entries: list[dict]) -> str:
                   "| " + " | ".join(c[0] for c in cols) + " |", "|" + "---|" * len(cols)]
         for e in rows:
             lines.append("| " + " | ".join(_fmt(e.get(k), kind) for _, k, kind in cols) + " |")
+        lines += render_peers(rows)
         e = rows[0]
         lines += ["", f"Host baselines on this x86-64 machine (1 thread, ms per inference): TFLite int8 "
                   f"(ai-edge-litert, default kernels) {_fmt(e['host_tflite_int8_ms'])}; onnxruntime int8 "
@@ -67,9 +68,49 @@ def render_markdown(entries: list[dict]) -> str:
         "int32/int64 requantization vectors on the int8 route; float32 after TVM folds dequantize on the float route). **arena B**: intermediates placed by the liveness "
         "plan; **workspace B**: the kernels' scratch stack placed after it.",
         f"- **int8 compute**: {'yes' if e['int8_compute'] else 'no'}: " + _compute_note(e),
-        "",
     ]
+    if any(x.get("peers") for x in entries):
+        lines += [
+            "- **Peers** (`--peer NAME=RUNNER`): another runtime's static riscv64 runner (`RUNNER model.tflite "
+            "in.bin N out.bin`) runs the same model_int8.tflite on the same quantized inputs under the same QEMU "
+            "with the target's `-cpu`, counted the same way ((count with N inputs - count with 0 inputs) / N; N "
+            "zero-padded so both runs' arguments have the same length). Its outputs are compared with TFLite-ref "
+            "and the float model exactly as the device's. **cloudcover / peer**: cloudcover's instructions per "
+            "inference over the peer's on the same target (below 1: cloudcover runs fewer). **arena B**: for "
+            "cloudcover the planned intermediates plus workspace; for a peer what it reports as used of its "
+            "static arena (TFLite Micro's `arena_used_bytes()`: tensors, scratch and its own bookkeeping). "
+            "**did not run**: the runner's exit code and its meaning (4 = an operator it lacks or its arena is "
+            "too small).",
+        ]
+    lines.append("")
     return "\n".join(lines)
+
+
+def render_peers(rows: list[dict]) -> list[str]:
+    """Side by side: each target's cloudcover row, then the peers compared with it (same model, inputs, -cpu)."""
+    if not any(e.get("peers") for e in rows):
+        return ["", "Peer runtimes: none measured (`cloudcover bench --peer NAME=RUNNER`; `make bench` passes the "
+                "TFLite Micro runners of ../shared/peers when that folder exists)."]
+    lines = ["", "### Beside TFLite Micro (same .tflite, same inputs, same QEMU and -cpu, same counting)", "",
+             "| runtime | target | instr/inference | instr/MAC | cloudcover / peer | max diff (LSB) | "
+             "top-1 = TFLite-ref | top-1 = float | arena B | note |", "|" + "---|" * 10]
+    for e in rows:
+        lines.append(f"| **cloudcover** | {e['target']} | {_fmt(e['instructions_per_inference'])} | "
+                     f"{_fmt(e['instructions_per_mac'])} | — | {_fmt(e['max_abs_diff_lsb'])} | "
+                     f"{_fmt(e['top1_agreement_tflite'], 'pct')} | {_fmt(e['top1_agreement_float'], 'pct')} | "
+                     f"{_fmt(e['arena_bytes'] + e.get('workspace_bytes', 0))} | |")
+        for p in e.get("peers", []):
+            ratio = p.get("cloudcover_over_peer")
+            lines.append(f"| {p['name']} | {p['target']} | {_fmt(p['instructions_per_inference'])} | "
+                         f"{_fmt(p['instructions_per_mac'])} | {'n/m' if ratio is None else f'{ratio:.2f}'} | "
+                         f"{_fmt(p.get('max_abs_diff_lsb'))} | {_fmt(p.get('top1_agreement_tflite'), 'pct')} | "
+                         f"{_fmt(p.get('top1_agreement_float'), 'pct')} | {_fmt(p['arena_bytes'])} | "
+                         f"{'' if p['ok'] else 'did not run: ' + _cell(p['note'])} |")
+    return lines
+
+
+def _cell(text: str | None) -> str:
+    return (text or "").replace("|", "/").replace("\n", " ")
 
 
 def _compute_note(e: dict) -> str:
