@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cloudcover.export.calibration import DEFAULT_CALIBRATION, Calibration
 from cloudcover.train.clihelp import HelpFormatter
 
 
@@ -26,13 +27,18 @@ def register(subparsers) -> None:
                    help="train-split images used to calibrate int8 activations")
     p.add_argument("--data", type=Path, default=None, metavar="DATASET_DIR",
                    help="dataset for calibration and the test split (default: the one recorded in the run)")
+    p.add_argument("--calibration", default=str(DEFAULT_CALIBRATION), metavar="METHOD",
+                   help="how int8 activation ranges are chosen: minmax (the converters' default), percentile[:P] "
+                   "(clip to the P-th percentile, default 99.99) or mse (the clip with the least quantization "
+                   "error; onnxruntime's entropy calibrator for ONNX). The model's input and output keep min/max")
     p.set_defaults(func=run_export)
 
 
 def run_export(args: argparse.Namespace) -> int:
     from cloudcover.export.export import export_run
 
-    result = export_run(args.run, args.out, calib_samples=args.calib_samples, data_dir=args.data)
+    result = export_run(args.run, args.out, calib_samples=args.calib_samples, data_dir=args.data,
+                        calibration=Calibration.parse(args.calibration))
     print(result.table, end="")
     print(f"artifacts -> {result.out}")
     return 0

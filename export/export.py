@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from cloudcover.export import onnx_export, parity, tflite_export
+from cloudcover.export.calibration import DEFAULT_CALIBRATION, Calibration
 from cloudcover.train.atomic import atomic_dir, check_replaceable
 from cloudcover.train.errors import CloudcoverError
 from cloudcover.train.preprocess import load_images, load_split, read_dataset
@@ -51,7 +52,7 @@ def calibration_images(data_dir: Path, pre, n: int, seed: int = 0) -> np.ndarray
 
 
 def export_run(run_dir: str | Path, out: str | Path, calib_samples: int = 200, data_dir: str | Path | None = None,
-               log=print) -> ExportResult:
+               log=print, calibration: Calibration = DEFAULT_CALIBRATION) -> ExportResult:
     """Export the run in `run_dir` to `out`; `data_dir` defaults to the dataset recorded at training."""
     run_dir, out = Path(run_dir), Path(out)
     check_replaceable(out, "parity.json", "an export folder")
@@ -64,16 +65,16 @@ def export_run(run_dir: str | Path, out: str | Path, calib_samples: int = 200, d
     x, y, ids = load_split(data, "test", pre)
     if len(x) == 0:
         raise CloudcoverError(f"{data / 'manifest.csv'} has no test split to check parity on")
-    log(f"export: {len(calib)} calibration images, {len(x)} test images from {data}")
+    log(f"export: {len(calib)} calibration images ({calibration} ranges), {len(x)} test images from {data}")
 
     with atomic_dir(out, "parity.json", "an export folder") as tmp:
         shutil.copy2(run_dir / "model.keras", tmp / "model.keras")
         shutil.copy2(run_dir / "preprocess.json", tmp / "preprocess.json")
         log("export: TFLite int8 ...")
-        tflite_export.convert_int8(model, calib, tmp / "model_int8.tflite")
+        tflite_export.convert_int8(model, calib, tmp / "model_int8.tflite", calibration)
         log("export: ONNX fp32 and int8 ...")
         onnx_export.convert_fp32(model, tmp / "model_fp32.onnx")
-        onnx_export.quantize_int8(tmp / "model_fp32.onnx", calib, tmp / "model_int8.onnx")
+        onnx_export.quantize_int8(tmp / "model_fp32.onnx", calib, tmp / "model_int8.onnx", calibration)
 
         log("export: parity on the test split ...")
         ref = model.predict(x, batch_size=32, verbose=0).astype(np.float32)
@@ -103,7 +104,8 @@ def export_run(run_dir: str | Path, out: str | Path, calib_samples: int = 200, d
         np.savez_compressed(tmp / "testset.npz", x=x.astype(np.float32), y=y.astype(np.int64), ids=np.array(ids),
                             keras_logits=ref, tflite_int8=q_ref)
         extra = {"run": str(run_dir.resolve()), "data": str(data.resolve()), "model": pre.model,
-                 "input_size": pre.input_size, "calib_samples": int(len(calib)), "quant": quant,
+                 "input_size": pre.input_size, "calib_samples": int(len(calib)), "calibration": str(calibration),
+                 "quant": quant,
                  "tflite_resolver": "reference (BUILTIN_REF) for 'tflite int8'; default for the second row",
                  "seconds": round(time.perf_counter() - t0, 1)}
         report = parity.report(rows, len(x), extra)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cloudcover.export.calibration import Calibration, onnx_method
 from cloudcover.train.errors import CloudcoverError
 
 if TYPE_CHECKING:
@@ -50,8 +51,8 @@ class _Calibration:
         self._i = 0
 
 
-def quantize_int8(fp32_path: str | Path, calib: np.ndarray, path: str | Path) -> None:
-    """Static QDQ int8 (per-channel weights) of an fp32 ONNX model."""
+def quantize_int8(fp32_path: str | Path, calib: np.ndarray, path: str | Path, cal: Calibration | None = None) -> None:
+    """Static QDQ int8 (per-channel weights) of an fp32 ONNX model; activation ranges chosen by `cal`."""
     import onnxruntime as ort
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -59,11 +60,13 @@ def quantize_int8(fp32_path: str | Path, calib: np.ndarray, path: str | Path) ->
     if len(calib) == 0:
         raise CloudcoverError("calibration set is empty: the train split has no images or --calib-samples is 0")
     name = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+    method, extra = onnx_method(cal or Calibration())
     with tempfile.TemporaryDirectory() as tmp:
         prepped = Path(tmp) / "prepped.onnx"
         quant_pre_process(str(fp32_path), str(prepped), skip_symbolic_shape=True)
         quantize_static(str(prepped), str(path), _Calibration(calib, name), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+                        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=method, extra_options=extra)
 
 
 def run(path: str | Path, x: np.ndarray, batch_size: int = 32) -> np.ndarray:

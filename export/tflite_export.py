@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cloudcover.export.calibration import Calibration, convert_tflite
 from cloudcover.train.errors import CloudcoverError
 
 if TYPE_CHECKING:
@@ -39,12 +40,16 @@ class TensorQuant:
         return asdict(self)
 
 
-def convert_int8(model: "keras.Model", calib: np.ndarray, path: str | Path) -> None:
-    """Convert `model` to a full-int8 .tflite at `path`, calibrating on `calib` (float32 [N,H,W,C])."""
+def convert_int8(model: "keras.Model", calib: np.ndarray, path: str | Path, cal: Calibration | None = None) -> None:
+    """Convert `model` to a full-int8 .tflite at `path`, calibrating on `calib` (float32 [N,H,W,C]); activation
+    ranges as `cal` says (default min/max, the converter's own route)."""
     import tensorflow as tf
 
     if len(calib) == 0:
         raise CloudcoverError("calibration set is empty: the train split has no images or --calib-samples is 0")
+    if cal is not None and cal.method != "minmax":
+        Path(path).write_bytes(convert_tflite(model, calib, cal))
+        return
 
     def representative():
         for i in range(len(calib)):

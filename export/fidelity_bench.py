@@ -1,0 +1,113 @@
+"""int8 fidelity over training seeds: top-1 agreement of the int8 TFLite and ONNX exports with the float model,
+per seed and per calibration method, so the chosen method is a measured result and not one lucky seed.
+
+    .venv/bin/python -m cloudcover.export.fidelity_bench --data demo/dataset --seeds 0,1,2 \
+        --methods minmax,percentile:99.99,mse --out reports/fidelity
+
+Trains the demo classifier (the Makefile's DEMO_* settings) once per seed into OUT/runs/seed_N (a finished run
+is reused, an interrupted one resumes), then for each method exports int8 TFLite (reference kernels, the
+bit-exact oracle) and int8 ONNX (onnxruntime) and compares their top-1 with the Keras model's on the test split.
+Writes OUT/fidelity.json and prints one row per seed and method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cloudcover.export import onnx_export, tflite_export
+from cloudcover.export.calibration import Calibration, convert_tflite
+from cloudcover.export.export import calibration_images
+from cloudcover.train.atomic import write_text
+from cloudcover.train.preprocess import load_split
+
+# The demo classifier, as the Makefile trains it (DEMO_MODEL, DEMO_SIZE, DEMO_TRAIN_FLAGS).
+DEMO = dict(model="edge_cnn", input_size=96, alpha=1.5, epochs=40, patience=40, label_smoothing=0.1)
+
+
+def train_seed(data: Path, out: Path, seed: int, overrides: dict) -> Path:
+    from cloudcover.train.training import TrainConfig, train
+
+    run = out / "runs" / f"seed_{seed}"
+    if not (run / "model.keras").is_file():
+        train(TrainConfig(data=data, out=run, seed=seed, **{**DEMO, **overrides}), verbose=0, resume=True)
+    return run
+
+
+def agreement(int8_scores: np.ndarray, float_scores: np.ndarray) -> tuple[float, int]:
+    """(share of images whose top-1 class equals the float model's, number of images that differ)."""
+    same = np.argmax(int8_scores, axis=1) == np.argmax(float_scores, axis=1)
+    return float(same.mean()), int((~same).sum())
+
+
+def measure(run: Path, data: Path, methods: list[Calibration], calib_samples: int) -> list[dict]:
+    from cloudcover.train.training import load_run
+
+    model, pre = load_run(run)
+    calib = calibration_images(data, pre, calib_samples)
+    x, _, _ = load_split(data, "test", pre)
+    ref = model.predict(x, batch_size=32, verbose=0)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "model_fp32.onnx"
+        onnx_export.convert_fp32(model, fp32)
+        for cal in methods:
+            t0 = time.perf_counter()
+            tfl = Path(tmp) / "model_int8.tflite"
+            tfl.write_bytes(convert_tflite(model, calib, cal))
+            _, tfl_scores = tflite_export.run_int8(tfl, x, resolver="reference")
+            onx = Path(tmp) / "model_int8.onnx"
+            onnx_export.quantize_int8(fp32, calib, onx, cal)
+            onnx_scores = onnx_export.run(onx, x)
+            (a_t, f_t), (a_o, f_o) = agreement(tfl_scores, ref), agreement(onnx_scores, ref)
+            rows.append({"method": str(cal), "tflite_agreement": a_t, "tflite_flips": f_t,
+                         "onnx_agreement": a_o, "onnx_flips": f_o, "test_images": int(len(x)),
+                         "seconds": round(time.perf_counter() - t0, 1)})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m cloudcover.export.fidelity_bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, required=True, help="prepared classification dataset (demo/dataset)")
+    p.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated")
+    p.add_argument("--methods", default="minmax,percentile:99.99,mse", help="calibration methods, comma-separated")
+    p.add_argument("--calib-samples", type=int, default=1000, help="as `cloudcover export --calib-samples`")
+    p.add_argument("--epochs", type=int, default=None, help="override the demo's 40 epochs (quick looks only)")
+    p.add_argument("--out", type=Path, default=Path("reports/fidelity"))
+    args = p.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    methods = [Calibration.parse(m) for m in args.methods.split(",")]
+    overrides = {"epochs": args.epochs, "patience": args.epochs} if args.epochs else {}
+    results = []
+    print(f"{'seed':>4} {'method':<18} {'tflite int8':>12} {'onnx int8':>10}  (top-1 agreement with float; flips)")
+    for seed in seeds:
+        run = train_seed(args.data, args.out, seed, overrides)
+        for row in measure(run, args.data, methods, args.calib_samples):
+            row["seed"] = seed
+            results.append(row)
+            print(f"{seed:>4} {row['method']:<18} {row['tflite_agreement'] * 100:>10.2f} % {row['onnx_agreement'] * 100:>8.2f} %"
+                  f"  ({row['tflite_flips']}, {row['onnx_flips']} of {row['test_images']})")
+    summary = {}
+    for cal in methods:
+        rs = [r for r in results if r["method"] == str(cal)]
+        summary[str(cal)] = {"tflite_min": min(r["tflite_agreement"] for r in rs),
+                             "onnx_min": min(r["onnx_agreement"] for r in rs), "seeds": len(rs)}
+    report = {"model": DEMO | overrides, "data": str(args.data), "calib_samples": args.calib_samples,
+              "oracle": "TFLite: ai_edge_litert BUILTIN_REF kernels; ONNX: onnxruntime CPU", "rows": results,
+              "worst_seed": summary}
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_text(args.out / "fidelity.json", json.dumps(report, indent=2) + "\n")
+    for m, s in summary.items():
+        print(f"worst seed, {m}: tflite {s['tflite_min'] * 100:.2f} %, onnx {s['onnx_min'] * 100:.2f} %")
+    print(f"-> {args.out / 'fidelity.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
