@@ -17,7 +17,18 @@ from .memplan import Plan
 MAX_ARGS = 32  # runtime/cloudcover.h CC_MAX_ARGS
 CC_ALIGN_BYTES = 64  # runtime/cloudcover.h CC_ALIGN
 _WHERE = {"input": "CC_INPUT", "output": "CC_OUTPUT", "const": "CC_CONST", "intermediate": "CC_ARENA"}
-_DL_CODE = {"i": 0, "u": 1, "f": 2, "b": 1}
+
+
+def dl_code(dtype: str) -> int:
+    """DLPack type code of a numpy dtype name (kDLInt, kDLUInt, kDLFloat), by TVM's DataTypeCode; bool is
+    stored as one unsigned byte, as the runtime reads it."""
+    import tvm
+
+    code = tvm.DataTypeCode
+    kind = np.dtype(dtype).kind
+    if kind == "b":
+        return int(code.UINT)
+    return int({"i": code.INT, "u": code.UINT, "f": code.FLOAT}[kind])
 
 
 def c_ident(name: str) -> str:
@@ -67,7 +78,7 @@ def generate_model_c(graph: Graph, plan: Plan, workspace_bytes: int, title: str)
         offset = plan.offsets.get(t.name, 0) if t.kind == "intermediate" else 0
         data = f"w_{c_ident(t.name)}" if t.kind == "const" else "NULL"
         w(f"  /* {i} {t.name} {t.dtype}{list(t.shape)} */ "
-          f"{{{_WHERE[t.kind]}, {_DL_CODE[dt.kind]}, {dt.itemsize * 8}, {len(t.shape)}, {offset}u, {t.nbytes}u, "
+          f"{{{_WHERE[t.kind]}, {dl_code(t.dtype)}, {dt.itemsize * 8}, {len(t.shape)}, {offset}u, {t.nbytes}u, "
           f"{data}, shape_{i}}},")
     w("};")
     w("\n/* ---- calls: each kernel's tensors, output last ---- */")

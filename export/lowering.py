@@ -8,7 +8,6 @@ the C driver generator consume; anything else left in `main` is an unsupported o
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,6 +50,10 @@ class Graph:
 
 
 UNROLL_MAX = 8  # innermost reduction loops up to this extent are unrolled by the schedule
+# relay/relax OpPatternKind (include/tvm/relax/op_attr_types.h): AnnotateTIROpPattern's "op_pattern" attribute;
+# TVM 0.27 exposes no Python enum for it
+OP_PATTERN_INJECTIVE = 2  # kInjective
+OP_PATTERN_OPAQUE = 8  # kOpaque
 PIPELINE_NAMES = ("LegalizeOps", "AnnotateTIROpPattern", "FoldConstant", "FuseOps", "FuseTIR",
                   "DeadCodeElimination", "AttachGlobalSymbol")
 
@@ -79,10 +82,11 @@ def _table_lookups_injective(mod):
 
     for gv, f in list(mod.functions.items()):
         if (isinstance(f, tirx.PrimFunc) and gv.name_hint.startswith("take") and f.attrs is not None
-                and "op_pattern" in f.attrs and int(f.attrs["op_pattern"]) == 8 and len(f.params) == 3):
+                and "op_pattern" in f.attrs and int(f.attrs["op_pattern"]) == OP_PATTERN_OPAQUE
+                and len(f.params) == 3):
             table = f.params[0].ty  # a buffer type: shape, dtype
             if [int(d) for d in table.shape] == [256] and str(table.dtype) == "int8":
-                mod[gv] = f.with_attr("op_pattern", 2)  # kInjective
+                mod[gv] = f.with_attr("op_pattern", OP_PATTERN_INJECTIVE)
     return mod
 
 
@@ -114,8 +118,30 @@ def schedule_kernels(mod, vector: bool = False):
     return new
 
 
+def _count(node, pred) -> int:
+    """Nodes of a TIR tree for which `pred` holds (tvm_ffi's structural visitor: TVM 0.27 has no Python TIR
+    visitor)."""
+    import tvm_ffi
+
+    n = 0
+
+    def visit(x, visitor):
+        nonlocal n
+        n += bool(pred(x))
+        return visitor.default_visit(x)
+
+    tvm_ffi.structural_visit(node, visit)
+    return n
+
+
+def _is_if_then_else(node) -> bool:
+    from tvm import ir
+
+    return isinstance(node, ir.Call) and isinstance(node.op, ir.Op) and node.op.name == "prim.if_then_else"
+
+
 def _schedule_func(func, vector: bool = False):
-    from tvm import s_tir
+    from tvm import ir, s_tir, tirx
 
     sch = s_tir.Schedule(func)
     root = sch.get_sblock("root")
@@ -134,10 +160,10 @@ def _schedule_func(func, vector: bool = False):
         return any(sch.get(b).same_as(o) for o in outputs())
 
     def is_reduction(b) -> bool:
-        return any(int(iv.iter_type) != 0 for iv in sch.get(b).iter_vars)
+        return any(int(iv.iter_type) != tirx.IterVar.DataPar for iv in sch.get(b).iter_vars)
 
-    def loads(consumer, name: str) -> int:  # TVM 0.27 has no Python TIR visitor: count in the script text
-        return len(re.findall(rf"(?<![\w.]){re.escape(name)}\[", sch.get(consumer).body.script()))
+    def loads(consumer, buffer) -> int:
+        return _count(sch.get(consumer).body, lambda n: isinstance(n, ir.TensorLoad) and n.source.same_as(buffer))
 
     # 1. inline a block into its consumer where that duplicates nothing: one consumer, which reads it once
     #    (inlining a value read several times, e.g. by a rounding step, copies its whole expression tree
@@ -150,9 +176,9 @@ def _schedule_func(func, vector: bool = False):
             if is_output(b) or len(blk.writes) != 1 or is_reduction(b):
                 continue
             consumers = sch.get_consumers(b)
-            if len(consumers) != 1 or loads(consumers[0], str(blk.writes[0].source)) != 1:
+            if len(consumers) != 1 or loads(consumers[0], blk.writes[0].source) != 1:
                 continue
-            if is_reduction(consumers[0]) and "if_then_else" in blk.body.script():
+            if is_reduction(consumers[0]) and _count(blk.body, _is_if_then_else):
                 continue  # a padding block stays a buffer: inlined, it would test bounds at every MAC
             if attempt(sch.compute_inline, b):
                 changed = True
@@ -191,10 +217,12 @@ def _under(sch, block, loop) -> bool:
 def _channel_inner(sch, block, loop, attempt) -> bool:
     """compute_at `block` (a reduction) under `loop` and move its last spatial loop (the output channel)
     inside its reduction loops; undo nothing on failure of the reorder (the order is then TVM's)."""
+    from tvm import tirx
+
     if not attempt(sch.compute_at, block, loop, True):
         return False
     iters = sch.get(block).iter_vars
-    n_sp = sum(int(iv.iter_type) == 0 for iv in iters)
+    n_sp = sum(int(iv.iter_type) == tirx.IterVar.DataPar for iv in iters)
     n_red = len(iters) - n_sp
     own = sch.get_loops(block)[-(n_sp + n_red):]
     if n_red and n_sp:
