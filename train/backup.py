@@ -54,19 +54,24 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
 
 class AtomicBestWeights(keras.callbacks.Callback):
-    """Keep the weights of the epoch with the lowest `monitor` in `path`, written under a temporary name and
-    renamed (Keras's ModelCheckpoint writes in place: a kill mid-write leaves a file that cannot be loaded).
+    """Keep the weights of the epoch with the best `monitor` (lowest with mode "min", highest with "max") in
+    `path`, written under a temporary name and renamed (Keras's ModelCheckpoint writes in place: a kill
+    mid-write leaves a file that cannot be loaded).
 
     `initial_best` is the best value of the epochs an interrupted run already finished."""
 
-    def __init__(self, path: str | os.PathLike, monitor: str = "val_loss", initial_best: float | None = None):
+    def __init__(self, path: str | os.PathLike, monitor: str = "val_loss", initial_best: float | None = None,
+                 mode: str = "min"):
         super().__init__()
-        self.path, self.monitor = Path(path), monitor
-        self.best = float("inf") if initial_best is None else float(initial_best)
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.path, self.monitor, self.mode = Path(path), monitor, mode
+        worst = float("inf") if mode == "min" else float("-inf")
+        self.best = worst if initial_best is None else float(initial_best)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = (logs or {}).get(self.monitor)
-        if value is None or not value < self.best:
+        if value is None or not (value < self.best if self.mode == "min" else value > self.best):
             return
         self.best = float(value)
         tmp = self.path.with_name(f".tmp-{self.path.name}")

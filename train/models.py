@@ -1,4 +1,7 @@
-"""Model zoo: a registry of classifiers by name, each built as raw pixels -> normalization -> backbone -> logits.
+"""Model zoo: a registry of models by name, each built as raw pixels -> normalization -> backbone -> task head.
+
+Classifiers (GAP -> dropout -> Dense logits) and segmenters (UNets on ResNet encoders, a 1-channel logit
+per pixel) share the registry; a family's ModelConfig says which task it serves (see task.py).
 
 Like timm's registry: `@register_model` adds a builder with its default config, `create_model(name, **kw)`
 builds one and refuses unknown names by listing the known ones. Every model takes raw pixel values
@@ -31,25 +34,31 @@ class ModelConfig:
     min_size: int  # smallest input side the architecture accepts
     description: str
     uses_alpha: bool = False  # whether the width multiplier applies
+    task: str = "classification"  # the task whose head goes on top (task.py)
+    size_multiple: int = 1  # the input side must be a multiple of this (a UNet's total stride)
+    default_alpha: float = 0.35  # --alpha when not given
 
 
 _REGISTRY: dict[str, ModelConfig] = {}
 
 
-def register_model(name: str, *, default_size: int, min_size: int, description: str, uses_alpha: bool = False):
-    """Decorator: add a backbone builder `(inputs, alpha, weights) -> features tensor` under `name`."""
+def register_model(name: str, *, default_size: int, min_size: int, description: str, uses_alpha: bool = False,
+                   task: str = "classification", size_multiple: int = 1, default_alpha: float = 0.35):
+    """Decorator: add a backbone builder `(size, bands, alpha) -> keras.Model` (image -> feature map) under `name`."""
 
     def deco(fn: Callable[..., "keras.Model"]) -> Callable[..., "keras.Model"]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelConfig(name, fn, default_size, min_size, description, uses_alpha)
+        _REGISTRY[name] = ModelConfig(name, fn, default_size, min_size, description, uses_alpha, task,
+                                      size_multiple, default_alpha)
         return fn
 
     return deco
 
 
-def list_models() -> list[str]:
-    return sorted(_REGISTRY)
+def list_models(task: str | None = None) -> list[str]:
+    """Registered names, all or those of one task."""
+    return sorted(n for n, c in _REGISTRY.items() if task is None or c.task == task)
 
 
 def model_config(name: str) -> ModelConfig:
@@ -71,19 +80,27 @@ def create_model(
     std: Sequence[float] | None = None,
     weights: str | Path | None = None,
 ) -> "keras.Model":
-    """Build `name` for `bands`-channel `input_size`² raw-pixel input and `num_classes` logits.
+    """Build `name` for `bands`-channel `input_size`² raw-pixel input and its task's head: `num_classes` logits
+    (classifiers) or one logit per pixel (segmenters; num_classes is ignored).
 
     `mean`/`std` (per band) become a Normalization layer; omitted, the model normalizes nothing.
-    `weights` is a local backbone weights file (Keras `.weights.h5` / `.h5`) loaded into the backbone.
+    `weights` is a local backbone weights file (Keras `.weights.h5` / `.h5`) loaded into the backbone (a
+    segmenter's encoder: the `<family>_encoder` sub-model, which a resnet18/resnet34 classifier shares).
     """
     import keras
 
+    from cloudcover.train.task import get_task
+
     cfg = model_config(name)
+    task = get_task(cfg.task)
     size = int(input_size or cfg.default_size)
     if size < cfg.min_size:
         raise CloudcoverError(f"model {name!r} needs an input size of at least {cfg.min_size} px, got {size} "
                               f"(--input-size)")
-    if bands < 1 or num_classes < 2:
+    if size % cfg.size_multiple:
+        raise CloudcoverError(f"model {name!r} needs an input size that is a multiple of {cfg.size_multiple} px, "
+                              f"got {size} (--input-size)")
+    if bands < 1 or (task.name == "classification" and num_classes < 2):
         raise CloudcoverError(f"model {name!r}: need bands >= 1 and at least 2 classes, got {bands} and {num_classes}")
     if weights is not None and not Path(weights).is_file():
         raise CloudcoverError(f"weights file not found: {weights} (--weights)")
@@ -97,8 +114,10 @@ def create_model(
         x = keras.layers.Normalization(mean=[float(m) for m in mean], variance=var, name="normalize")(x)
     backbone = cfg.builder(size=size, bands=bands, alpha=alpha)
     if weights is not None:
+        target = next((layer for layer in backbone.layers if isinstance(layer, keras.Model)
+                       and layer.name.endswith("_encoder")), backbone)
         try:
-            backbone.load_weights(str(weights))
+            target.load_weights(str(weights))
         except Exception as exc:  # Keras raises ValueError/KeyError/OSError depending on the mismatch
             raise CloudcoverError(f"cannot load backbone weights {weights} into {name!r}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
@@ -109,10 +128,7 @@ def create_model(
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.9
     x = backbone(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    if dropout > 0:
-        x = keras.layers.Dropout(dropout, name="dropout")(x)
-    outputs = keras.layers.Dense(num_classes, name="logits")(x)
+    outputs = task.head(x, num_classes, dropout)
     return keras.Model(inputs, outputs, name=f"cloudcover_{name}")
 
 
@@ -187,6 +203,113 @@ def _edge_cnn(size: int, bands: int, alpha: float) -> "keras.Model":
         x = layers.BatchNormalization(name=f"b{i}_pw_bn")(x)
         x = layers.ReLU(6.0, name=f"b{i}_pw_relu")(x)
     return keras.Model(inputs, x, name="edge_cnn")
+
+
+# ----------------------------------------------------------------------------------------------------
+# ResNet-18/34 built from scratch (keras.applications has neither): the encoder of the UNets, and a
+# classifier backbone of its own, with the same layer names so either one's weights load into the other.
+
+_RESNET_BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
+_RESNET_WIDTHS = (64, 128, 256, 512)
+# Decoder widths from the deepest skip (stride 16) to the stem (stride 2), then the full-resolution conv.
+_UNET_DECODER = (256, 128, 64, 32, 16)
+
+
+def _width(c: int, alpha: float) -> int:
+    return max(8, int(round(c * alpha / 8)) * 8)
+
+
+def _resnet_encoder(size: int, bands: int, alpha: float, family: str) -> "keras.Model":
+    """Image -> [stride 2, 4, 8, 16, 32] feature maps: the 7x7 stem and the four stages of basic blocks."""
+    import keras
+    from keras import layers
+
+    def conv_bn(x, filters, kernel, stride, name, relu=True):
+        x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        return layers.ReLU(name=f"{name}_relu")(x) if relu else x
+
+    inputs = keras.Input((size, size, bands))
+    stem = conv_bn(inputs, _width(64, alpha), 7, 2, "stem")
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(stem)
+    features = [stem]
+    for s, (n_blocks, channels) in enumerate(zip(_RESNET_BLOCKS[family], _RESNET_WIDTHS)):
+        filters = _width(channels, alpha)
+        for b in range(n_blocks):
+            stride = 2 if s > 0 and b == 0 else 1
+            name = f"stage{s + 1}_block{b + 1}"
+            shortcut = x
+            if stride != 1 or x.shape[-1] != filters:
+                shortcut = conv_bn(x, filters, 1, stride, f"{name}_proj", relu=False)
+            y = conv_bn(x, filters, 3, stride, f"{name}_a")
+            y = conv_bn(y, filters, 3, 1, f"{name}_b", relu=False)
+            x = layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, y]))
+        features.append(x)
+    return keras.Model(inputs, features, name=f"{family}_encoder")
+
+
+def _resnet_classifier_backbone(size: int, bands: int, alpha: float, family: str) -> "keras.Model":
+    """The encoder's last feature map only (same layers and names, so its weights file fits the UNet's encoder)."""
+    import keras
+
+    enc = _resnet_encoder(size, bands, alpha, family)
+    return keras.Model(enc.inputs, enc.outputs[-1], name=f"{family}_encoder")
+
+
+def _unet(size: int, bands: int, alpha: float, family: str) -> "keras.Model":
+    """UNet body: ResNet encoder, then per skip: 2x upsampling, concatenation, two 3x3 conv-BN-ReLU.
+
+    Upsampling is nearest-neighbour UpSampling2D followed by a 3x3 conv, not Conv2DTranspose: in full int8
+    it becomes TFLite RESIZE_NEAREST_NEIGHBOR, which copies int8 values with the input's scale and zero
+    point (exact, no requantization, no new kernel for the RISC-V lowering), and the learnable part stays in
+    CONV_2D, which the int8 toolchain already lowers bit-exactly; TRANSPOSE_CONV would need its own int8
+    lowering and is prone to checkerboard artefacts. Returns full-resolution features; the task's head (a
+    1x1 conv to one logit) goes on top.
+    """
+    import keras
+    from keras import layers
+
+    encoder = _resnet_encoder(size, bands, alpha, family)
+    inputs = keras.Input((size, size, bands))
+    feats = encoder(inputs)
+    x = feats[-1]
+    for i, (skip, channels) in enumerate(zip(reversed(feats[:-1]), _UNET_DECODER)):
+        x = layers.UpSampling2D(2, interpolation="nearest", name=f"dec{i + 1}_up")(x)
+        x = layers.Concatenate(name=f"dec{i + 1}_concat")([x, skip])
+        for j in "ab":
+            x = layers.Conv2D(_width(channels, alpha), 3, padding="same", use_bias=False, name=f"dec{i + 1}_{j}_conv")(x)
+            x = layers.BatchNormalization(name=f"dec{i + 1}_{j}_bn")(x)
+            x = layers.ReLU(name=f"dec{i + 1}_{j}_relu")(x)
+    x = layers.UpSampling2D(2, interpolation="nearest", name="dec5_up")(x)
+    x = layers.Conv2D(_width(_UNET_DECODER[-1], alpha), 3, padding="same", use_bias=False, name="dec5_conv")(x)
+    x = layers.BatchNormalization(name="dec5_bn")(x)
+    x = layers.ReLU(name="dec5_relu")(x)
+    return keras.Model(inputs, x, name=f"unet_{family}")
+
+
+@register_model("resnet18", default_size=96, min_size=32, uses_alpha=True, default_alpha=1.0,
+                description="ResNet-18 from scratch (alpha scales its width; shares weights with unet_resnet18's encoder)")
+def _resnet18(size: int, bands: int, alpha: float) -> "keras.Model":
+    return _resnet_classifier_backbone(size, bands, alpha, "resnet18")
+
+
+@register_model("resnet34", default_size=96, min_size=32, uses_alpha=True, default_alpha=1.0,
+                description="ResNet-34 from scratch (alpha scales its width; shares weights with unet_resnet34's encoder)")
+def _resnet34(size: int, bands: int, alpha: float) -> "keras.Model":
+    return _resnet_classifier_backbone(size, bands, alpha, "resnet34")
+
+
+@register_model("unet_resnet18", default_size=96, min_size=32, uses_alpha=True, task="segmentation",
+                size_multiple=32, default_alpha=1.0,
+                description="UNet on a ResNet-18 encoder (segmenter; alpha 0.25 for the edge-sized variant)")
+def _unet_resnet18(size: int, bands: int, alpha: float) -> "keras.Model":
+    return _unet(size, bands, alpha, "resnet18")
+
+
+@register_model("unet_resnet34", default_size=96, min_size=32, uses_alpha=True, task="segmentation",
+                size_multiple=32, default_alpha=1.0, description="UNet on a ResNet-34 encoder (segmenter)")
+def _unet_resnet34(size: int, bands: int, alpha: float) -> "keras.Model":
+    return _unet(size, bands, alpha, "resnet34")
 
 
 def _all_layers(model: "keras.Model") -> list:

@@ -38,6 +38,8 @@ class Preprocess:
     data_dir: str = ""  # the dataset the model was trained on (export's default calibration/test data)
     layout: str = "NHWC"
     value_range: list[float] = field(default_factory=lambda: [0.0, 255.0])
+    task: str = "classification"  # see task.py; absent in runs older than tasks, which were all classifiers
+    threshold: float = 0.5  # segmentation: a pixel is cloud when sigmoid(logit) >= threshold
 
     def save(self, run_dir: str | Path) -> Path:
         path = Path(run_dir) / PREPROCESS_FILE
@@ -134,6 +136,11 @@ class DatasetInfo:
     rows: list[dict[str, str]]  # manifest rows
     meta: dict
 
+    @property
+    def task(self) -> str:
+        """The task dataset.json records (missing: classification, as every dataset before tasks)."""
+        return self.meta.get("task") or "classification"
+
     def split_rows(self, split: str) -> list[dict[str, str]]:
         return [r for r in self.rows if r["split"] == split]
 
@@ -156,9 +163,13 @@ def read_dataset(data_dir: str | Path) -> DatasetInfo:
     classes = list(meta.get("classes") or [])
     if len(classes) < 2:
         raise CloudcoverError(f"{meta_path} lists {len(classes)} classes; need at least 2")
+    from cloudcover.train.task import task_of
+
+    task = task_of(meta, meta_path)
+    required = ("patch_id", "image", "label", "split") + (("target",) if task.name == "segmentation" else ())
     with open(manifest, newline="") as f:
         reader = csv.DictReader(f)
-        missing = [c for c in ("patch_id", "image", "label", "split") if c not in (reader.fieldnames or [])]
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
             raise CloudcoverError(f"{manifest} lacks column(s) {', '.join(missing)}")
         rows = list(reader)
@@ -169,11 +180,13 @@ def read_dataset(data_dir: str | Path) -> DatasetInfo:
 
 
 def detect_bands(info: DatasetInfo) -> int:
-    """Band count of the dataset's first image (RGBA counts as 3)."""
+    """Band count of the dataset's first image (an RGBA PNG counts as 3; a 4-band GeoTIFF as 4)."""
     if not info.rows:
         raise CloudcoverError(f"{info.root / 'manifest.csv'} lists no images")
-    arr = _read_pixels_or_fail(info.root / info.rows[0]["image"])
-    return 3 if arr.shape[-1] == 4 else arr.shape[-1]
+    first = info.root / info.rows[0]["image"]
+    arr = _read_pixels_or_fail(first)
+    rgba = arr.shape[-1] == 4 and first.suffix.lower() not in (".tif", ".tiff")  # a GeoTIFF's 4th band is data
+    return 3 if rgba else arr.shape[-1]
 
 
 def load_split(data_dir: str | Path, split: str, pre: Preprocess) -> tuple[np.ndarray, np.ndarray, list[str]]:

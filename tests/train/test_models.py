@@ -9,7 +9,8 @@ from cloudcover.train.models import count_macs, create_model, list_models, model
 HEAVY = {"resnet50", "vgg16", "inception_v3"}
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in list_models()])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n
+                                  for n in list_models("classification")])  # segmenters: tests/seg/test_unet.py
 def test_each_model_builds_and_runs(name):
     size = max(32, model_config(name).min_size)
     model = create_model(name, num_classes=4, input_size=size, mean=[120.0] * 3, std=[60.0] * 3)

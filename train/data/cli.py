@@ -73,12 +73,18 @@ def register(subparsers) -> None:
     p.set_defaults(func=_download)
 
     p = sub.add_parser(
-        "prepare", formatter_class=HelpFormatter, help="label, split and render patches into a classifier dataset",
+        "prepare", formatter_class=HelpFormatter,
+        help="label, split and render patches into a classifier or segmentation dataset",
         description="Find every patch under --input (at any depth), compute its cloud coverage from the mask "
         "(cloud pixels / valid pixels x 100; cloud = thick + thin, plus shadow with --count-shadow), bin it into "
         "half-open classes [lo,hi) (last closed), split grouped by ROI and stratified by class, and write "
         "OUT/<split>/<class>/<patch_id>.<ext> RGB renderings (fixed reflectance scaling), OUT/manifest.csv "
-        "and OUT/dataset.json. All or nothing: a bad input leaves no OUT behind.")
+        "and OUT/dataset.json. With --task segmentation: OUT/<split>/images/<patch_id>.tif (every band, raw DN, "
+        "area-averaged, georeferencing kept) and OUT/<split>/masks/<patch_id>.png (0 clear, 1 cloud, 255 nodata; "
+        "nearest neighbour) plus OUT/masks_rle.csv (Kaggle run-length encoding), split the same way. "
+        "All or nothing: a bad input leaves no OUT behind.")
+    p.add_argument("--task", choices=("classification", "segmentation"), default="classification",
+                   help="what the dataset is for: a coverage class per patch, or a cloud mask per pixel")
     p.add_argument("--source", choices=("cloudsen12", "38cloud"), required=True, help="dataset layout")
     p.add_argument("--input", type=Path, required=True, help="folder holding the raw patches")
     p.add_argument("--out", type=Path, required=True, help="dataset folder to write (replaced as a whole "
@@ -92,8 +98,9 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the split")
     p.add_argument("--size", type=int, default=None, help="resize renderings to SIZE x SIZE (area average); "
                    "default: native size")
-    p.add_argument("--image-format", choices=("png", "jpg", "tif"), default="png",
-                   help="format of the renderings (tif keeps the georeferencing)")
+    p.add_argument("--image-format", choices=("png", "jpg", "tif"), default=None,
+                   help="image files: png/jpg are RGB renderings; tif keeps the georeferencing (for segmentation "
+                   "it holds every band in raw DN). Default: png for classification, tif for segmentation")
     _workers_arg(p)
     p.set_defaults(func=_prepare)
 
@@ -128,10 +135,11 @@ def _prepare(args) -> int:
     cfg = PrepareConfig(source=args.source, input=args.input, out=args.out, label=args.label,
                         bins=tuple(parse_bins(args.bins)), count_shadow=args.count_shadow,
                         split=parse_split(args.split), seed=args.seed, size=args.size,
-                        image_format=args.image_format, progress=not args.quiet, **_workers(args))
+                        image_format=args.image_format, task=args.task, progress=not args.quiet,
+                        **_workers(args))
     r = prepare(cfg)
     per_split = {s: sum(c.values()) for s, c in r.counts.items()}
-    print(f"prepare: {r.n} patches -> {r.out} ({r.seconds:.1f} s, {r.patches_per_s:.1f} patches/s); "
+    print(f"prepare: {r.n} {'segmentation ' if args.task == 'segmentation' else ''}patches -> {r.out} ({r.seconds:.1f} s, {r.patches_per_s:.1f} patches/s); "
           f"per split {json.dumps(per_split)}" + (f"; skipped {len(r.skipped)} all-nodata" if r.skipped else ""))
     for s, c in r.counts.items():
         print(f"  {s:5s} " + "  ".join(f"{k}={v}" for k, v in c.items()))

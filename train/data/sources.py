@@ -40,6 +40,8 @@ class Sample:
     valid: np.ndarray  # (H, W) bool: labelled and not image nodata
     crs: object | None
     transform: object | None
+    bands: np.ndarray | None = None  # (C, H, W) every band in the file's DN, when read with all_bands
+    band_names: tuple[str, ...] = ()
 
 
 def _nodata_mask(a: np.ndarray, nodata: float | None, zero_dn: bool) -> np.ndarray:
@@ -112,11 +114,17 @@ class CloudSEN12:
             raise CloudcoverError(f"--input {root}: no CloudSEN12 patches found (looked for **/{self.image_name})")
         return refs
 
-    def read(self, ref: PatchRef) -> Sample:
+    def read(self, ref: PatchRef, all_bands: bool = False) -> Sample:
+        """RGB, codes and validity; with all_bands also every band of the file (13, or 3 for the RGB cut)."""
         image = ref.images[0]
+        bands = None
         with open_raster(image) as src:
             rule = rule_for(self.name, src.count, where=str(image))
-            rgb = read_raster(src, image, list(rule.rgb_indexes))
+            if all_bands:
+                bands = read_raster(src, image)
+                rgb = bands[[i - 1 for i in rule.rgb_indexes]]
+            else:
+                rgb = read_raster(src, image, list(rule.rgb_indexes))
             img_nodata, crs, transform = src.nodata, src.crs, src.transform
         with open_raster(ref.mask) as src:
             if src.count != 1:
@@ -132,7 +140,9 @@ class CloudSEN12:
         if codes.min() < 0 or codes.max() > coverage.SHADOW or (raw.dtype.kind == "f" and np.any(codes != np.round(codes))):
             bad = sorted({float(v) for v in np.unique(codes) if v not in (0, 1, 2, 3)})[:5]
             raise CloudcoverError(f"{ref.mask}: label values {bad} outside CloudSEN12's codes 0..3")
-        return Sample(rgb, rule, codes.astype(np.uint8), valid, crs, transform)
+        names = self.bands if bands is not None and len(bands) == 13 else ("B4", "B3", "B2")
+        return Sample(rgb, rule, codes.astype(np.uint8), valid, crs, transform, bands,
+                      names if bands is not None else ())
 
 
 class Cloud38:
@@ -179,9 +189,16 @@ class Cloud38:
             raise CloudcoverError(f"--input {root}: no 38-Cloud patches found (looked for **/train_red/red_patch_*.TIF)")
         return refs
 
-    def read(self, ref: PatchRef) -> Sample:
+    def read(self, ref: PatchRef, all_bands: bool = False) -> Sample:
+        """RGB, codes and validity; with all_bands also the four bands red, green, blue, nir."""
         planes, crs, transform = [], None, None
-        for img in ref.images:
+        images = ref.images
+        if all_bands:
+            nir = self._sibling(ref.images[0], "nir")
+            if not nir.is_file():
+                raise CloudcoverError(f"{ref.images[0]}: the matching nir band file {nir} is missing")
+            images = (*ref.images[:3], nir)
+        for img in images:
             with open_raster(img) as src:
                 if src.count != 1:
                     raise CloudcoverError(f"{img}: {src.count} bands; 38-Cloud band files have 1")
@@ -190,7 +207,8 @@ class Cloud38:
             if planes[-1].shape != planes[0].shape:
                 raise CloudcoverError(f"{img}: {planes[-1].shape[0]}x{planes[-1].shape[1]} but {ref.images[0]} "
                                       f"is {planes[0].shape[0]}x{planes[0].shape[1]}")
-        rgb = np.stack(planes)
+        stack = np.stack(planes)
+        rgb = stack[:3]
         with open_raster(ref.mask) as src:
             gt = read_raster(src, ref.mask, 1)
         if gt.shape != rgb.shape[1:]:
@@ -202,7 +220,8 @@ class Cloud38:
             raise CloudcoverError(f"{ref.mask}: gt values {vals}; 38-Cloud gt must be 0 (clear) or 255 (cloud)")
         codes = np.where(gt == 255, coverage.THICK, coverage.CLEAR).astype(np.uint8)
         valid = ~np.all(rgb == 0, axis=0)
-        return Sample(rgb, rule_for(self.name, 3), codes, valid, crs, transform)
+        return Sample(rgb, rule_for(self.name, 3), codes, valid, crs, transform,
+                      stack if all_bands else None, self.bands if all_bands else ())
 
 
 SOURCES: dict[str, type] = {CloudSEN12.name: CloudSEN12, Cloud38.name: Cloud38}
