@@ -248,6 +248,8 @@ def count_macs(mod) -> int:
             v = b.value
             if not isinstance(v, relax.Call) or not isinstance(v.op, __import__("tvm").ir.Op):
                 continue
+            if v.op.name not in ("relax.nn.conv2d", "relax.matmul", "relax.nn.dense", "relax.linear"):
+                continue  # (shape arithmetic such as shape_of has no tensor shape)
             out = _shape(b.var.ty)
             if v.op.name == "relax.nn.conv2d":
                 w = _shape(v.args[1].ty)

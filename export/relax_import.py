@@ -26,6 +26,74 @@ def import_model(path: str | Path):
     raise CloudcoverError(f"{path}: unsupported model format {suffix!r} (expected .tflite or .onnx)")
 
 
+# Quantized TFLite operators that only move, copy or select int8 values (or read a shape): they keep the input's
+# scale and zero point, so applying the Relax op to the int8 tensor is exact. TVM 0.27's importer refuses them
+# when quantized ("require explicit QDQ lowering"); our converter admits them after checking that the output
+# quantization equals the input's, bit for bit (TVM's own check allows a 1e-5 difference in scale).
+INT8_PASSTHROUGH_OPS = frozenset({
+    "PAD", "PADV2",  # TVM pads with the input zero point, as TFLite does
+    "RESIZE_NEAREST_NEIGHBOR", "EXPAND_DIMS", "SQUEEZE", "TILE", "TRANSPOSE", "STRIDED_SLICE", "SLICE",
+    "GATHER", "SHAPE", "PACK", "SPACE_TO_DEPTH", "DEPTH_TO_SPACE",
+})
+
+
+def _converter_class(static_shapes: dict[int, list[int]]):
+    """TVM's TFLite OperatorConverter, admitting INT8_PASSTHROUGH_OPS on quantized tensors (subclassed, not patched)."""
+    import numpy as np
+    from tvm.relax.frontend.tflite.tflite_frontend import OperatorConverter
+
+    class CloudcoverConverter(OperatorConverter):
+        _SUPPORTED_QUANTIZED_OPS = OperatorConverter._SUPPORTED_QUANTIZED_OPS | INT8_PASSTHROUGH_OPS
+
+        def check_unsupported_ops(self):
+            super().check_unsupported_ops()
+            for i in range(self.subgraph.OperatorsLength()):
+                op = self.subgraph.Operators(i)
+                name = self.get_op_code_str(op)
+                if name not in INT8_PASSTHROUGH_OPS or name in OperatorConverter._SUPPORTED_QUANTIZED_OPS:
+                    continue
+                ins = [t for t in self.get_input_tensors(op)[:1] if t.qnn_params]
+                outs = [t for t in self.get_output_tensors(op) if t.qnn_params]
+                if ins and outs and not _same_quantization(ins[0], outs[0]):
+                    raise CloudcoverError(f"quantized {name} changes the scale or zero point of its input "
+                                          f"(tensor {outs[0].tensor.Name().decode()}); not supported")
+
+        def convert_expand_dims(self, op):
+            """TVM 0.27 calls relax.op.expand_dims with a third argument it does not take (Keras 3's
+            UpSampling2D nearest is EXPAND_DIMS + TILE + RESHAPE in TFLite)."""
+            from tvm import relax
+
+            inputs = self.get_input_tensors(op)
+            axis = int(np.asarray(self.get_tensor_value(inputs[1])).reshape(-1)[0])
+            return relax.op.expand_dims(self.get_tensor_expr(inputs[0]), axis)
+
+        def convert_reshape(self, op):
+            """A RESHAPE whose target shape is computed in the graph (Keras 3 builds it from SHAPE and
+            STRIDED_SLICE for a dynamic batch) takes its output's static shape at batch 1 (`static_shapes`)
+            instead; the shape arithmetic is then dead and removed."""
+            from tvm import relax
+
+            inputs = self.get_input_tensors(op)
+            if len(inputs) == 2 and self.has_expr(inputs[1].tensor_idx):
+                out = self.get_output_tensors(op)[0]
+                if inputs[0].qnn_params and not _same_quantization(inputs[0], out):
+                    raise CloudcoverError("quantized RESHAPE changes the scale or zero point of its input")
+                shape = static_shapes.get(out.tensor_idx)
+                if shape is None:
+                    raise CloudcoverError(f"RESHAPE to a computed shape: no static shape for {out.tensor.Name().decode()}")
+                return relax.op.reshape(self.get_tensor_expr(inputs[0]), shape)
+            return super().convert_reshape(op)
+
+    return CloudcoverConverter
+
+
+def _same_quantization(a, b) -> bool:
+    import numpy as np
+
+    qa, qb = a.qnn_params, b.qnn_params
+    return all(np.array_equal(qa[k].value.numpy(), qb[k].value.numpy()) for k in ("scale", "zero_point"))
+
+
 def _import_tflite(path: Path):
     import tflite
     from tvm.relax.frontend.tflite import from_tflite
@@ -35,7 +103,20 @@ def _import_tflite(path: Path):
         model = tflite.Model.GetRootAsModel(buf, 0)
     except Exception as exc:
         raise CloudcoverError(f"{path} is not a TFLite flatbuffer: {_one_line(exc)}") from exc
-    return from_tflite(model)
+    return from_tflite(model, op_converter=_converter_class(_static_shapes(buf)))
+
+
+def _static_shapes(buf: bytes) -> dict[int, list[int]]:
+    """Every tensor's shape at batch 1, by TFLite's own shape inference (allocate_tensors); {} if it fails
+    (then only models with constant shape arguments import)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        it = Interpreter(model_content=buf)
+        it.allocate_tensors()
+        return {d["index"]: [int(v) for v in d["shape"]] for d in it.get_tensor_details()}
+    except Exception:
+        return {}
 
 
 def _import_onnx(path: Path):

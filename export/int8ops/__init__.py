@@ -9,7 +9,8 @@ pass tries the patterns). Shared: requant.py (TFLite's multiplier/shift math), e
 from __future__ import annotations
 
 # importing a module registers its lowerings; this order is the order the pass tries them
-from . import conv, dense, add, mul, mean  # noqa: F401,I001
+from . import conv, dense, add, mul, mean, avg_pool, concat, minmax, resize  # noqa: F401,I001
+from . import hard_swish, logistic, requantize  # noqa: F401,I001  (after the others: quantize(dequantize(x)) last)
 from .registry import Lowering, lowerings
 
 __all__ = ["Lowering", "lowerings"]

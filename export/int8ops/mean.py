@@ -1,5 +1,7 @@
-"""MEAN (keepdims=False, e.g. global average pooling): TFLite's QuantizedMeanOrSum, 1/n folded into the
-multiplier (reference reduce.h)."""
+"""MEAN (GlobalAveragePooling2D, squeeze-excite's keepdims mean): TFLite 2.21's int8 reference kernel is
+QuantizedMeanOrSum (reference reduce.h), 1/n folded into the multiplier, for keepdims or not and for equal or
+different scales alike (older TFLite took reference_integer_ops::Mean for a keepdims mean over H and W,
+which rounds differently: the golden tests pin the behaviour of the TFLite we test against)."""
 
 from __future__ import annotations
 
@@ -24,12 +26,13 @@ def params(sx: float, so: float, n: int) -> tuple[int, int]:
     return mean_multiplier(mult, sh, n)
 
 
-def reference(x, axes, sx, zx, so, zo):
-    """numpy QuantizedMeanOrSum (int8, scales differ): MBQM(sum(x) - zx * n) + zo, clamped."""
+def reference(x, axes, sx, zx, so, zo, keepdims: bool = False):
+    """numpy QuantizedMeanOrSum on int8: MBQM(sum(x) - zx * n) + zo, clamped."""
     x = np.asarray(x, np.int64)
     n = int(np.prod([x.shape[a] for a in axes]))
     mult, sh = params(sx, so, n)
-    return np.clip(mbqm_short(x.sum(axis=tuple(axes)) - zx * n, mult, sh) + zo, -128, 127).astype(np.int8)
+    s = x.sum(axis=tuple(axes), keepdims=keepdims) - zx * n
+    return np.clip(mbqm_short(s, mult, sh) + zo, -128, 127).astype(np.int8)
 
 
 def rewrite(m, p):
@@ -39,14 +42,14 @@ def rewrite(m, p):
     x, mean, q = m[p["x"]], m[p["mean"]], m[p["q"]]
     sx, zx = scalar(m[p["sx"]]), int(scalar(m[p["zx"]]))
     so, zo = scalar(q.args[1]), int(scalar(q.args[2]))
-    if bool(mean.attrs.keepdims) or dtype(x) != "int8" or (sx == so and zx == zo):
-        return None  # TFLite takes other kernels there (reference_integer_ops::Mean / plain Mean)
+    if dtype(x) != "int8" or q.attrs.out_dtype != "int8":
+        return None
     dims = shape(x)
     axes = [int(a) % len(dims) for a in mean.attrs.axis]
     n = int(np.prod([dims[a] for a in axes]))
     mult, sh = params(sx, so, n)
     e = Emitter()
-    s = e(op.sum(op.astype(x, "int32"), axis=axes, keepdims=False))
+    s = e(op.sum(op.astype(x, "int32"), axis=axes, keepdims=bool(mean.attrs.keepdims)))
     s = e(op.subtract(op.astype(s, "int64"), e.i64(zx * n)))
     return e.finish(e.requant(s, mult, sh, zo))
 

@@ -1,0 +1,32 @@
+"""QUANTIZE int8 -> int8 (a requantization, e.g. before a CONCATENATION): reference_ops::Requantize,
+MultiplyByQuantizedMultiplier(x - z_in, s_in / s_out) + z_out, as a 256-entry table."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .emit import table_lookup
+from .lut import XS, unary_params
+from .registry import Lowering, register
+from .requant import multiply_by_quantized_multiplier, rescale_multiplier
+
+
+def requantize_table(s_in, z_in, s_out, z_out) -> np.ndarray:
+    m, s = rescale_multiplier(s_in, s_out)
+    return np.clip(multiply_by_quantized_multiplier(XS - z_in, m, s) + z_out, -128, 127).astype(np.int8)
+
+
+def _pattern():
+    from tvm.relax.dpl import is_const, is_op, wildcard
+
+    x, sx, zx = wildcard(), is_const(), is_const()
+    q = is_op("relax.quantize")(is_op("relax.dequantize")(x, sx, zx), is_const(), is_const())
+    return q, dict(x=x, sx=sx, zx=zx, q=q)
+
+
+def _rewrite(m, p):
+    found = unary_params(m, p)
+    return None if found is None else table_lookup(found[0], requantize_table(*found[1]))
+
+
+LOWERING = register(Lowering("requantize", ("QUANTIZE",), _pattern, _rewrite))
