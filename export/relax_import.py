@@ -110,9 +110,11 @@ def _static_shapes(buf: bytes) -> dict[int, list[int]]:
     """Every tensor's shape at batch 1, by TFLite's own shape inference (allocate_tensors); {} if it fails
     (then only models with constant shape arguments import)."""
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-        it = Interpreter(model_content=buf)
+        # no delegate: XNNPACK would announce itself on stderr and shapes are all we want
+        it = Interpreter(model_content=buf,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         it.allocate_tensors()
         return {d["index"]: [int(v) for v in d["shape"]] for d in it.get_tensor_details()}
     except Exception:

@@ -267,3 +267,27 @@ def test_numpy_reference_matches_tflite(key, tmp_path):
     got = np.concatenate([np.asarray(ref(x[k : k + 1], q_in, q_out)).reshape(1, -1) for k in range(len(x))])
     assert got.shape == want.shape
     assert np.array_equal(got.astype(np.int8), want), f"{key}: {int((got != want).sum())} values differ"
+
+
+# ---- an operator without an integer lowering: a clear error, or the float route when asked -------------
+
+def test_unlowered_operator_is_named(tmp_path, capsys):
+    """TANH has no integer lowering: an int8 build refuses it naming the operator (no folder written);
+    --compute float builds it on TVM's float route and says so."""
+    from cloudcover.riscv.cli import main as cli_main
+
+    case = Case(None, lambda x: _layers().Activation("tanh")(x))
+    model = tmp_path / "model_int8.tflite"
+    _convert(case, model)
+    out = tmp_path / "out"
+    assert cli_main(["compile", "--model", str(model), "--target", "host", "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cloudcover compile: error:") and "no integer lowering for tanh" in err
+    assert "--compute float" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+    assert cli_main(["compile", "--model", str(model), "--target", "host", "--compute", "float", "--out", str(out)]) == 0
+    assert "float route" in capsys.readouterr().out
+    import json
+
+    info = json.loads((out / "model.json").read_text())
+    assert info["compute"] == "float" and info["int8_compute"] is False and info["float_ops"] == ["tanh"]
