@@ -12,6 +12,8 @@ A killed local worker leaves its trial RUNNING forever in a journal. `recover_de
 whose recorded worker (host, pid, process start time) no longer exists on this machine, fails them and
 re-enqueues their parameters with their run folder, so the study resumes where it stopped: the next
 worker continues that very training run from its last checkpoint.
+
+How `--trials N` stays exactly N across workers and resumes: see `claim_slot` below.
 """
 
 from __future__ import annotations
@@ -54,11 +56,16 @@ def open_storage(url: str | None, study_dir: str | Path) -> Any:
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith(("postgresql", "postgres")):
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
+    elif url.startswith("sqlite"):
+        engine_kwargs["connect_args"] = {"timeout": 60}  # wait for the write lock rather than fail
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat is "experimental"
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
-                                              grace_period=GRACE_S)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
+                                                 grace_period=GRACE_S)
+        if url.startswith("sqlite"):
+            _serialize_sqlite(storage.engine)
+        return storage
     except ImportError as exc:
         missing = getattr(exc.__cause__, "name", None) or getattr(exc, "name", None) or "?"
         raise CloudcoverError(f"storage {shown} needs the missing database driver {missing!r} "
@@ -66,6 +73,28 @@ def open_storage(url: str | None, study_dir: str | Path) -> Any:
     except Exception as exc:  # sqlalchemy: ArgumentError (bad URL), OperationalError (unreachable), ...
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CloudcoverError(f"cannot reach storage {shown} (--storage): {first}") from None
+
+
+def _serialize_sqlite(engine: Any) -> None:
+    """Make each SQLite transaction take the write lock when it begins (BEGIN IMMEDIATE).
+
+    Optuna claims an enqueued trial by reading it WAITING and writing RUNNING in one transaction, with
+    SELECT ... FOR UPDATE, which SQLite ignores; and Python's sqlite3 only opens the transaction at the write.
+    So two workers could both read WAITING and both run the same trial (the second then crashes on
+    "Cannot tell a COMPLETE trial"). Serialized transactions make that read-then-write atomic, as the
+    row lock does on PostgreSQL. (SQLAlchemy's documented recipe for pysqlite transactions.)
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # let the "begin" hook below open transactions
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections pooled while Optuna set up the schema predate the hooks
 
 
 def _with_installed_driver(url: str) -> str:
@@ -124,14 +153,51 @@ def recover_dead_trials(study: Any) -> list[int]:
     return recovered
 
 
+# ----------------------------------------------------------------------------------------------------
+# The --trials budget: exactly N finished trials, whatever the number of workers and their interleaving
+#
+# "Is there room for one more trial?" followed by "start a trial" races: two workers both see N-1 trials and
+# both start one. So a worker first creates (or pops) its trial, which gives it a number in the storage's
+# one creation order (Optuna assigns numbers under a lock: the study row FOR UPDATE in a database, the
+# append order of the journal), and only then asks how many trials *before its own* hold a slot. If N or
+# more do, it marks its own trial `over_budget` (failed, never counted) and stops without running it.
+# Whatever the interleaving, the k-th trial by number that runs saw at least k slot holders before it, so
+# at most N run; and a worker only stops when N slots are held, so no fewer than N finish (unless a
+# deadline or a killed worker intervenes: killed workers' trials are `stale`, re-enqueued on resume).
+
+NOT_COUNTED = ("stale", "over_budget")  # user attrs of FAIL trials that hold no slot of the budget
+
+
+def holds_slot(trial: Any) -> bool:
+    """Whether a trial takes one of the --trials slots: anything but a recovered or over-budget trial.
+
+    WAITING (enqueued) trials hold a slot too: a worker will run them, and they were numbered before any
+    trial created after them.
+    """
+    return not any(trial.user_attrs.get(k) for k in NOT_COUNTED)
+
+
 def counted_trials(study: Any) -> int:
-    """Trials that use up the budget: finished, pruned, running, and failures that are not recovered."""
+    """Trials that use up the budget now: finished (complete, pruned, failed) or running, not WAITING ones.
+
+    The workers' cheap "anything left to do?" check; the binding check is `claim_slot`.
+    """
     from optuna.trial import TrialState
 
-    n = 0
-    for t in study.get_trials(deepcopy=False):
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
-            n += 1
-        elif t.state == TrialState.FAIL and not t.user_attrs.get("stale"):
-            n += 1
-    return n
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING and holds_slot(t))
+
+
+def slots_before(study: Any, number: int) -> int:
+    """How many trials numbered below `number` hold a slot (read fresh from the storage)."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.number < number and holds_slot(t))
+
+
+def claim_slot(trial: Any, budget: int) -> bool:
+    """Call first thing in a trial that the storage already holds (RUNNING): True if it is within `budget`.
+
+    Otherwise it is marked `over_budget` (the caller fails it without running it) and False comes back.
+    """
+    if slots_before(trial.study, trial.number) < budget:
+        return True
+    trial.set_user_attr("over_budget", True)
+    return False

@@ -8,7 +8,9 @@ default, or Hyperband) stops trials that are behind.
 
 How it runs: the calling process checks the inputs, creates (or reopens) the study, then starts
 `--workers K` worker processes (`python -m cloudcover.train.tune worker ...`) that pull trials from the
-shared storage until the study holds `--trials` trials, and shows a progress bar meanwhile. Workers die
+shared storage until the study holds `--trials` trials, and shows a progress bar meanwhile. `--trials N`
+means exactly N finished (complete, pruned or failed) trials over all workers and resumes: each trial claims
+its slot by its number in the storage (study_storage.claim_slot), so no interleaving of workers over-runs. Workers die
 with the caller (PR_SET_PDEATHSIG). Re-running the same command resumes: trials of killed workers are
 failed and re-enqueued so their training continues from its last checkpoint.
 
@@ -41,7 +43,9 @@ from cloudcover.train.atomic import atomic_dir, write_text
 from cloudcover.train.errors import CloudcoverError
 from cloudcover.train.search_space import SearchSpace, params_from_trial, to_train_config
 from cloudcover.train.study_storage import (
+    claim_slot,
     counted_trials,
+    holds_slot,
     open_storage,
     recover_dead_trials,
     redact,
@@ -364,23 +368,53 @@ def _limit_threads(n: int) -> None:
         pass
 
 
+class BudgetSpent(Exception):
+    """A worker's freshly claimed trial is beyond --trials: it is failed unrun, marked over_budget."""
+
+
+def run_one_trial(study: Any, objective: Any, budget: int) -> bool:
+    """Claim a slot of `budget` and run `objective` in it; False when the budget was spent (nothing ran).
+
+    The claim happens inside the trial Optuna created (or popped from the queue), so it is decided by the
+    trial's place in the storage's creation order, not by timing (see study_storage.claim_slot).
+    """
+    ran = []
+
+    def budgeted(trial: Any) -> float:
+        if not claim_slot(trial, budget):
+            raise BudgetSpent(f"trial {trial.number} not run: the study's {budget} trial(s) (--trials) are "
+                              "taken by trials numbered below it; recorded as failed, over_budget, not counted")
+        ran.append(trial.number)
+        return objective(trial)
+
+    study.optimize(budgeted, n_trials=1, catch=(Exception,))
+    return bool(ran)
+
+
+def run_trials(study: Any, objective: Any, budget: int, deadline: float | None = None) -> int:
+    """Run trials until the study holds `budget` counted trials or `deadline` passed; returns trials run here.
+
+    One broken trial (e.g. out of memory) fails alone and the worker goes on; if the objective sets
+    `objective.fatal` (the inputs are wrong for every trial), the worker stops with that error.
+    """
+    done = 0
+    while counted_trials(study) < budget:  # cheap "anything left?"; the binding check is the claim
+        if deadline is not None and time.time() >= deadline:
+            break
+        if not run_one_trial(study, objective, budget):
+            break
+        done += 1
+        if getattr(objective, "fatal", None):
+            raise CloudcoverError(objective.fatal)
+    return done
+
+
 def run_worker(config: TuneConfig, index: int) -> int:
-    """Pull trials until the study holds `config.trials` of them or the deadline passed; returns trials run."""
+    """One worker process: run trials of the study until `config.trials` are taken or the deadline passed."""
     threads = config.threads_per_worker or max(1, (os.cpu_count() or 1) // config.workers)
     _limit_threads(threads)
     study = open_study(config, worker=index)
-    objective = make_objective(config)
-    done = 0
-    while counted_trials(study) < config.trials:
-        if config.deadline is not None and time.time() >= config.deadline:
-            break
-        # One broken trial (e.g. out of memory) fails alone and the worker goes on; a CloudcoverError means
-        # the inputs are wrong for every trial, so the objective records it and the worker stops.
-        study.optimize(objective, n_trials=1, catch=(Exception,))
-        done += 1
-        if objective.fatal:  # type: ignore[attr-defined]
-            raise CloudcoverError(objective.fatal)  # type: ignore[attr-defined]
-    return done
+    return run_trials(study, make_objective(config), config.trials, config.deadline)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -436,7 +470,7 @@ def watch(config: TuneConfig, study: Any, procs: list[tuple[subprocess.Popen, Pa
         while True:
             alive = [p for p, _ in procs if p.poll() is None]
             trials = study.get_trials(deepcopy=False)
-            n = sum(1 for t in trials if t.state in finished and not t.user_attrs.get("stale"))
+            n = sum(1 for t in trials if t.state in finished and holds_slot(t))
             bar.n = min(n, config.trials)
             done = [t for t in trials if t.state == TrialState.COMPLETE]
             if done:
@@ -469,7 +503,7 @@ def summarize(config: TuneConfig, study: Any, wall_s: float) -> dict[str, Any]:
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
-        fails = [t for t in trials if t.state == TrialState.FAIL and not t.user_attrs.get("stale")]
+        fails = [t for t in trials if t.state == TrialState.FAIL and holds_slot(t)]
         why = f"; {len(fails)} failed (see {Path(config.out) / 'logs'})" if fails else ""
         raise CloudcoverError(f"no trial of study {config.study!r} completed ({len(trials)} trial(s){why}); "
                               "raise --trials or --epochs-per-trial, or use a gentler --pruner")
@@ -492,8 +526,10 @@ def summarize(config: TuneConfig, study: Any, wall_s: float) -> dict[str, Any]:
         baseline = {"trial": b.number, "state": b.state.name, "value": b.value,
                     "val_accuracy": b.user_attrs.get("val_accuracy"), "params": b.params,
                     "best_at_least_as_good": (b.value is None) or best.value >= b.value}
-    counts = {s.name.lower(): sum(1 for t in trials if t.state == s) for s in
+    # The budget's trials by state; recovered (stale) and over-budget trials are failed too but hold no slot.
+    counts = {s.name.lower(): sum(1 for t in trials if t.state == s and holds_slot(t)) for s in
               (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING)}
+    counts["not_counted"] = sum(1 for t in trials if not holds_slot(t))
     return {
         "objective": OBJECTIVE,
         "direction": "maximize",
