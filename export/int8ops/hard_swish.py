@@ -28,10 +28,14 @@ def _sdhm16(a, b):
     return np.where((a == -(1 << 15)) & (b == -(1 << 15)), (1 << 15) - 1, res)
 
 
-def _rdpot(x, e: int):
+def _rdpot16(x, e: int):
+    """gemmlowp RoundingDivideByPOT on int16: the mask (1 << e) - 1 is an int16 too, so for e >= 16 it wraps
+    to -1 and the result is +1 for x >= 0, -1 for x < 0 (tiny scales of untrained layers reach that)."""
     x = np.asarray(x, np.int64)
-    mask = (1 << e) - 1
-    return (x >> e) + ((x & mask) > ((mask >> 1) + (x < 0)))
+    mask = np.int64(np.int16(np.uint16(((1 << e) - 1) & 0xFFFF)))
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return np.clip((x >> min(e, 63)) + (remainder > threshold), -(1 << 15), (1 << 15) - 1)
 
 
 def _sat_left_shift16(x, amount: int):
@@ -67,9 +71,9 @@ def hard_swish_table(s_in, z_in, s_out, z_out) -> np.ndarray:
     if rel_e > 0:
         rel = _sat_left_shift16(rel, 1)
     if rel_e < 0:
-        rel = _rdpot(rel, -rel_e)
+        rel = _rdpot16(rel, -rel_e)
     rel = (rel + (1 << 15)) >> 1
-    out = _rdpot(_sdhm16(rel, pre_out), -out_e) + z_out
+    out = _rdpot16(_sdhm16(rel, pre_out), -out_e) + z_out
     return np.clip(out, -128, 127).astype(np.int8)
 
 

@@ -87,7 +87,9 @@ CASES: dict[str, list[Case]] = {
     "hard_swish": [Case("hard_swish", lambda x: _layers().Activation("hard_swish")(x)),
                    Case("hard_swish", lambda x: _layers().Activation("hard_swish")(x), (3, 4, 5), "zp-128"),
                    Case("hard_swish", lambda x: _layers().Activation("hard_swish")(_conv(x, 4) * 8.0), (5, 5, 3),
-                        "zp127")],
+                        "zp127"),
+                   # scales ~1e-8 (an untrained MobileNetV3's squeeze-excite): int16 shifts past 15 bits
+                   Case("hard_swish", lambda x: _layers().Activation("hard_swish")(x * 1e-6), (2, 3, 8))],
     "logistic": [Case("sigmoid", lambda x: _layers().Activation("sigmoid")(x)),
                  Case("sigmoid", lambda x: _layers().Activation("sigmoid")(x * 3.0), (3, 4, 5), "zp-128"),
                  Case("sigmoid", lambda x: _layers().Activation("sigmoid")(x), (5, 5, 3), "zp127")],
