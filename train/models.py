@@ -256,15 +256,24 @@ def _resnet_classifier_backbone(size: int, bands: int, alpha: float, family: str
     return keras.Model(enc.inputs, enc.outputs[-1], name=f"{family}_encoder")
 
 
+def _upsample(x, name: str):
+    """2x nearest-neighbour upsampling (see _unet for why Resizing and not UpSampling2D)."""
+    import keras
+
+    return keras.layers.Resizing(2 * x.shape[1], 2 * x.shape[2], interpolation="nearest", name=name)(x)
+
+
 def _unet(size: int, bands: int, alpha: float, family: str) -> "keras.Model":
     """UNet body: ResNet encoder, then per skip: 2x upsampling, concatenation, two 3x3 conv-BN-ReLU.
 
-    Upsampling is nearest-neighbour UpSampling2D followed by a 3x3 conv, not Conv2DTranspose: in full int8
-    it becomes TFLite RESIZE_NEAREST_NEIGHBOR, which copies int8 values with the input's scale and zero
-    point (exact, no requantization, no new kernel for the RISC-V lowering), and the learnable part stays in
-    CONV_2D, which the int8 toolchain already lowers bit-exactly; TRANSPOSE_CONV would need its own int8
-    lowering and is prone to checkerboard artefacts. Returns full-resolution features; the task's head (a
-    1x1 conv to one logit) goes on top.
+    Upsampling is a nearest-neighbour resize (keras Resizing, i.e. tf.image.resize) followed by a 3x3 conv,
+    not Conv2DTranspose: in full int8 it becomes TFLite RESIZE_NEAREST_NEIGHBOR, which copies int8 values
+    with the input's scale and zero point (exact, no requantization, a trivial kernel for the RISC-V
+    lowering), and the learnable part stays in CONV_2D, which the int8 toolchain already lowers bit-exactly;
+    TRANSPOSE_CONV would need its own int8 lowering and is prone to checkerboard artefacts. Not
+    UpSampling2D: Keras 3 implements its nearest mode with repeat, which converts to TILE v3, an op the
+    ai-edge-litert 2.3 interpreter cannot run. Returns full-resolution features; the task's head (a 1x1 conv
+    to one logit) goes on top.
     """
     import keras
     from keras import layers
@@ -274,13 +283,13 @@ def _unet(size: int, bands: int, alpha: float, family: str) -> "keras.Model":
     feats = encoder(inputs)
     x = feats[-1]
     for i, (skip, channels) in enumerate(zip(reversed(feats[:-1]), _UNET_DECODER)):
-        x = layers.UpSampling2D(2, interpolation="nearest", name=f"dec{i + 1}_up")(x)
+        x = _upsample(x, f"dec{i + 1}_up")
         x = layers.Concatenate(name=f"dec{i + 1}_concat")([x, skip])
         for j in "ab":
             x = layers.Conv2D(_width(channels, alpha), 3, padding="same", use_bias=False, name=f"dec{i + 1}_{j}_conv")(x)
             x = layers.BatchNormalization(name=f"dec{i + 1}_{j}_bn")(x)
             x = layers.ReLU(name=f"dec{i + 1}_{j}_relu")(x)
-    x = layers.UpSampling2D(2, interpolation="nearest", name="dec5_up")(x)
+    x = _upsample(x, "dec5_up")
     x = layers.Conv2D(_width(_UNET_DECODER[-1], alpha), 3, padding="same", use_bias=False, name="dec5_conv")(x)
     x = layers.BatchNormalization(name="dec5_bn")(x)
     x = layers.ReLU(name="dec5_relu")(x)

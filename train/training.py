@@ -28,7 +28,7 @@ import numpy as np
 from cloudcover.train import pipeline
 from cloudcover.train.atomic import atomic_path, write_text
 from cloudcover.train.errors import CloudcoverError
-from cloudcover.train.models import create_model, model_config
+from cloudcover.train.models import count_macs, create_model, model_config
 from cloudcover.train.preprocess import Preprocess, band_stats, detect_bands, load_split, read_dataset
 
 if TYPE_CHECKING:
@@ -315,8 +315,6 @@ def _fit_stage(model, task, config: TrainConfig, data, ckpt: Path, lr: float, ep
         _throughput_callback(len(x_train), times),
         *extra_callbacks,
     ]
-    if config.schedule == "onecycle":
-        callbacks.insert(2, callbacks.pop(0))  # its learning_rate log entry is set at epoch end, before the CSV
     model.fit(
         train_ds, validation_data=task.eval_dataset(x_val, y_val, num_classes, config.batch_size),
         epochs=epochs, callbacks=callbacks, class_weight=task.class_weights(y_train, num_classes), verbose=verbose,
@@ -458,7 +456,8 @@ def train(config: TrainConfig, extra_callbacks: Sequence["keras.callbacks.Callba
     summary = {"config": config.to_json(), "task": task.name, "train_images": int(len(x_train)),
                "val_images": int(len(x_val)), "class_weights": task.class_weights(y_train, num_classes),
                "best_epoch": best_epoch, "monitor": task.monitor, "epochs_run": len(history.get("loss", [])),
-               "lr": lr, "images_per_s": images_per_s, "epoch_train_seconds": times}
+               "lr": lr, "images_per_s": images_per_s, "epoch_train_seconds": times,
+               "macs": count_macs(model), "params": int(model.count_params()), "input_size": pre.input_size}
     write_text(run_dir / "train.json", json.dumps(summary, indent=2) + "\n")
     shutil.rmtree(ckpt, ignore_errors=True)
     return TrainResult(run_dir, history, val_metrics, best_epoch, images_per_s)
