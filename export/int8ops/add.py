@@ -24,12 +24,13 @@ def params(s1: float, s2: float, so: float, left_shift: int = LEFT_SHIFT):
     return m1, m2, mo
 
 
-def reference(va, vb, s1, z1, s2, z2, so, zo, subtract: bool = False):
-    """numpy int8 ADD/SUB of TFLite's reference kernel (broadcasting as numpy does)."""
+def reference(va, vb, s1, z1, s2, z2, so, zo, subtract: bool = False, lo: int = -128, hi: int = 127):
+    """numpy int8 ADD/SUB of TFLite's reference kernel (broadcasting as numpy does); [lo, hi] is the fused
+    activation's clamp."""
     (m1, sh1), (m2, sh2), (mo, sho) = params(s1, s2, so)
     sa = mbqm_short((np.asarray(va, np.int64) - z1) << LEFT_SHIFT, m1, sh1)
     sb = mbqm_short((np.asarray(vb, np.int64) - z2) << LEFT_SHIFT, m2, sh2)
-    return np.clip(mbqm_short(sa - sb if subtract else sa + sb, mo, sho) + zo, -128, 127)
+    return np.clip(mbqm_short(sa - sb if subtract else sa + sb, mo, sho) + zo, lo, hi)
 
 
 def rewrite(m, p, subtract: bool = False):
@@ -40,7 +41,8 @@ def rewrite(m, p, subtract: bool = False):
     if found is None:
         return None
     a, b, s1, z1, s2, z2, so, zo = found
-    lut = unary_table(a, b, lambda va, vb: reference(va, vb, s1, z1, s2, z2, so, zo, subtract))
+    lo, hi = binary.activation_range(m, p, so, zo)
+    lut = unary_table(a, b, lambda va, vb: reference(va, vb, s1, z1, s2, z2, so, zo, subtract, lo, hi))
     if lut is not None:
         return lut
     (m1, sh1), (m2, sh2), (mo, sho) = params(s1, s2, so)
@@ -52,7 +54,7 @@ def rewrite(m, p, subtract: bool = False):
 
     combine = op.subtract if subtract else op.add
     s = e(combine(scaled(a, z1, m1, sh1), scaled(b, z2, m2, sh2)))
-    return e.finish(e.requant(s, mo, sho, zo))
+    return e.finish(e.requant(s, mo, sho, zo, lo, hi))
 
 
 ADD = register(Lowering("add", ("ADD",), lambda: binary.pattern("relax.add"), rewrite))

@@ -16,7 +16,7 @@ def _rewrite(relax_op: str):
         if found is None:
             return None
         a, b, s1, z1, s2, z2, so, zo = found
-        if not (s1 == s2 == so and z1 == z2 == zo):
+        if not (s1 == s2 == so and z1 == z2 == zo) or p["relu"] in m or p["clip"] in m:
             return None  # not what TFLite computes; leave it (named by float_ops)
         e = Emitter()
         return e.finish(getattr(relax.op, relax_op)(a, b))
