@@ -45,12 +45,23 @@ def test_dataset_without_manifest_is_clear(tmp_path):
 
 
 def test_load_split_uses_the_model_class_order(tiny_dataset):
-    pre = _pre()
+    """Labels index the model's class order (preprocess.json), not dataset.json's: a model trained with another
+    order must get its own indices. Oracle: manifest.csv read here, the PNGs decoded here with PIL."""
+    import csv
+
+    model_order = [CLASSES[2], CLASSES[0], CLASSES[3], CLASSES[1]]  # not the dataset's order
+    pre = Preprocess(input_size=32, bands=3, mean=[0.0] * 3, std=[1.0] * 3, class_names=model_order,
+                     bins=[0, 25, 50, 75, 100], model="edge_cnn")
     x, y, ids = load_split(tiny_dataset, "val", pre)
-    assert x.shape == (len(ids), 32, 32, 3) and y.dtype == np.int64
-    assert set(y.tolist()) == {0, 1, 2, 3}
-    # the synthetic classes are brightness-ordered: more cloud, brighter mean
-    means = [x[y == c].mean() for c in range(4)]
+    with open(tiny_dataset / "manifest.csv", newline="") as f:
+        rows = {r["patch_id"]: r for r in csv.DictReader(f) if r["split"] == "val"}
+    assert sorted(ids) == sorted(rows) and x.shape == (len(ids), 32, 32, 3) and y.dtype == np.int64
+    assert y.tolist() == [model_order.index(rows[i]["label"]) for i in ids]
+    for k in (0, len(ids) - 1):
+        png = np.asarray(Image.open(tiny_dataset / rows[ids[k]]["image"]).convert("RGB"), np.float32)
+        np.testing.assert_array_equal(x[k], png)
+    # the synthetic classes are brightness-ordered: more cloud, brighter mean (in the dataset's order)
+    means = [x[y == model_order.index(c)].mean() for c in CLASSES]
     assert means == sorted(means)
     mean, std = band_stats(x)
     assert len(mean) == 3 and all(s > 0 for s in std)
