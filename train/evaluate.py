@@ -1,5 +1,7 @@
 """`cloudcover evaluate`: score a trained run on a dataset split with exactly its stored preprocessing.
 
+(This module scores classifiers; segmentation runs go to seg_evaluate.py, chosen by the run's task.)
+
 The images go through `preprocess.load_split` with the run's own `preprocess.json` (input size, bands,
 resize method; normalization is inside the model), never through a second, hand-made pipeline: the
 original system evaluated with a different preprocessing than it trained with, and its numbers were off.
@@ -57,8 +59,18 @@ def threshold_index(name_or_index: str | int | None, class_names: list[str]) -> 
 
 def evaluate(run_dir: str | Path, data_dir: str | Path | None, out: str | Path, split: str = "test",
              discard_class: str | int | None = None, gallery: int = 24, batch_size: int = 64,
-             progress: bool = True) -> dict:
-    """Evaluate `run_dir` on `split` of `data_dir` (default: the dataset it was trained on); write `out`."""
+             progress: bool = True, threshold: float | None = None) -> dict:
+    """Evaluate `run_dir` on `split` of `data_dir` (default: the dataset it was trained on); write `out`.
+
+    A segmentation run (preprocess.json task) is scored by seg_evaluate.evaluate_segmentation instead."""
+    from cloudcover.train.preprocess import Preprocess
+
+    if Preprocess.load(run_dir).task == "segmentation":
+        from cloudcover.train.seg_evaluate import evaluate_segmentation
+
+        return evaluate_segmentation(run_dir, data_dir, out, split=split, discard_class=discard_class,
+                                     gallery=min(gallery, 12), batch_size=batch_size, threshold=threshold,
+                                     progress=progress)
     check_replaceable(out, "metrics.json", "an evaluation folder")
     if batch_size < 1:
         raise CloudcoverError(f"--batch-size must be at least 1, got {batch_size}")

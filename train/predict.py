@@ -1,5 +1,7 @@
 """`cloudcover predict`: classify new GeoTIFF, PNG or JPEG patches with a trained run.
 
+(A segmentation run writes a mask per input instead: seg_predict.py, chosen by the run's task.)
+
 Per file: the class, each class probability and the expected cloud coverage in percent (sum of
 probability x bin centre, a smooth estimate between classes). GeoTIFFs are rendered to RGB with the
 data layer's fixed reflectance scaling (`render.read_patch_rgb`, the one used to prepare the training
@@ -36,6 +38,8 @@ class PredictResult:
     rows: list[dict]  # one per readable file
     failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     out: Path | None = None
+    columns: tuple[str, ...] | None = None  # CSV columns when not the classifier's (segmentation)
+    mask_dir: Path | None = None  # where a segmentation run wrote its masks
 
 
 def collect_inputs(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -73,17 +77,33 @@ def load_input(path: Path, pre) -> np.ndarray:
 
 
 def predict(run_dir: str | Path, paths: Iterable[str | Path], out: str | Path | None = None, batch_size: int = 32,
-            progress: bool = True) -> PredictResult:
-    """Classify every readable file under `paths`; write the CSV to `out` (None: return only)."""
+            progress: bool = True, mask_dir: str | Path | None = None, threshold: float | None = None) -> PredictResult:
+    """Classify every readable file under `paths` (a segmentation run: write a mask per file into `mask_dir`,
+    default <out stem>_masks/ beside the CSV); write the CSV to `out` (None: return only)."""
     from tqdm import tqdm
 
     from cloudcover.train.metrics import softmax
     from cloudcover.train.metrics import expected_coverage
+    from cloudcover.train.preprocess import Preprocess
     from cloudcover.train.training import load_run
 
     files, failures = collect_inputs(paths)
     if not files and not failures:
         raise CloudcoverError("no input files given")
+    if Preprocess.load(run_dir).task == "segmentation":
+        from cloudcover.train.seg_predict import COLUMNS, predict_segmentation
+
+        if mask_dir is None:
+            if out is None:
+                raise CloudcoverError("a segmentation run writes a mask per input: pass --mask-dir (or --out, "
+                                      "whose <stem>_masks/ folder is then used)")
+            mask_dir = Path(out).with_name(f"{Path(out).stem}_masks")
+        rows = predict_segmentation(run_dir, files, failures, Path(mask_dir), threshold, progress)
+        result = PredictResult(rows, failures, columns=COLUMNS, mask_dir=Path(mask_dir))
+        if out is not None:
+            result.out = Path(out)
+            write_text(out, to_csv(rows, [], COLUMNS))
+        return result
     model, pre = load_run(run_dir)
     names = list(pre.class_names)
     has_bins = len(pre.bins) == len(names) + 1
@@ -126,9 +146,10 @@ def predict(run_dir: str | Path, paths: Iterable[str | Path], out: str | Path | 
     return result
 
 
-def to_csv(rows: list[dict], class_names: list[str]) -> str:
+def to_csv(rows: list[dict], class_names: list[str], columns: Iterable[str] | None = None) -> str:
     buf = io.StringIO()
-    cols = ["path", "class", "confidence", "expected_coverage_pct", *[f"p_{n}" for n in class_names]]
+    cols = list(columns) if columns else ["path", "class", "confidence", "expected_coverage_pct",
+                                          *[f"p_{n}" for n in class_names]]
     w = csv.DictWriter(buf, fieldnames=cols)
     w.writeheader()
     for r in rows:

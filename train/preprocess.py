@@ -40,6 +40,7 @@ class Preprocess:
     value_range: list[float] = field(default_factory=lambda: [0.0, 255.0])
     task: str = "classification"  # see task.py; absent in runs older than tasks, which were all classifiers
     threshold: float = 0.5  # segmentation: a pixel is cloud when sigmoid(logit) >= threshold
+    band_names: list[str] = field(default_factory=list)  # from dataset.json (e.g. red, green, blue, nir)
 
     def save(self, run_dir: str | Path) -> Path:
         path = Path(run_dir) / PREPROCESS_FILE

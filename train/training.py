@@ -371,7 +371,8 @@ def train(config: TrainConfig, extra_callbacks: Sequence["keras.callbacks.Callba
     bands = detect_bands(info)
     pre = Preprocess(input_size=config.input_size, bands=bands, mean=[0.0] * bands, std=[1.0] * bands,
                      class_names=info.classes, bins=info.bins, model=config.model, alpha=config.alpha,
-                     data_dir=str(Path(config.data).resolve()), task=task.name)
+                     data_dir=str(Path(config.data).resolve()), task=task.name,
+                     band_names=[str(b) for b in info.meta.get("bands") or []][:bands])
     x_train, y_train, _ = task.load_split(config.data, "train", pre)
     x_val, y_val, _ = task.load_split(config.data, "val", pre)
     mean, std = band_stats(x_train)

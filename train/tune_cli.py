@@ -72,14 +72,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "per class with micro/macro AUC, confusion matrix (counts and row-normalized heatmap), a gallery of "
         "misclassified patches, and the on-board decision: share of images discarded at --discard-class "
         "and its false-discard rate (share of usable images thrown away).",
-        epilog="Writes EVAL_DIR/metrics.json, predictions.csv, confusion_matrix.png, roc.png, misclassified.png.")
+        epilog="Writes EVAL_DIR/metrics.json, predictions.csv, confusion_matrix.png, roc.png, misclassified.png. "
+        "For a segmentation run (its task is read from preprocess.json): metrics.json with Dice, IoU, precision, "
+        "recall, specificity and accuracy pooled over all valid pixels, per patch and per stitched 38-Cloud scene, "
+        "the coverage class of each predicted mask against the true class, and the discard decision; "
+        "per_patch.csv, gallery.png (worst first), confusion_matrix.png.")
     p.add_argument("--run", required=True, type=Path, help="training run folder (model.keras, preprocess.json)")
     p.add_argument("--data", type=Path, default=None, help="dataset folder (default: the one the run trained on)")
     p.add_argument("--split", default="test", help="manifest split to evaluate")
     p.add_argument("--out", required=True, type=Path, help="EVAL_DIR to write")
     p.add_argument("--discard-class", default=None,
                    help="first class (name or index) an on-board screen would discard (default: the last class)")
-    p.add_argument("--gallery", type=int, default=24, help="misclassified patches shown at most")
+    p.add_argument("--gallery", type=int, default=24, help="misclassified patches shown at most (segmentation "
+                   "runs: the worst patches by Dice, at most 12)")
+    p.add_argument("--threshold", type=float, default=None, help="segmentation runs: cloud probability threshold "
+                   "(default: the run's, 0.5)")
     p.add_argument("--batch-size", type=int, default=64, help="inference batch size")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_evaluate)
@@ -95,6 +102,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", required=True, type=Path, help="training run folder (model.keras, preprocess.json)")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
     p.add_argument("--out", type=Path, default=None, help="CSV file to write (default: standard output)")
+    p.add_argument("--mask-dir", type=Path, default=None, help="segmentation runs: folder for the masks "
+                   "(GeoTIFF with the input's CRS and transform, PNG for PNG/JPEG inputs; default: <out stem>_masks/)")
+    p.add_argument("--threshold", type=float, default=None, help="segmentation runs: cloud probability threshold "
+                   "(default: the run's, 0.5)")
     p.add_argument("--batch-size", type=int, default=32, help="inference batch size")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_predict)
@@ -129,7 +140,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     from cloudcover.train.evaluate import evaluate
 
     m = evaluate(args.run, args.data, args.out, split=args.split, discard_class=args.discard_class,
-                 gallery=args.gallery, batch_size=args.batch_size, progress=not args.quiet)
+                 gallery=args.gallery, batch_size=args.batch_size, progress=not args.quiet, threshold=args.threshold)
+    if m.get("task") == "segmentation":
+        from cloudcover.train.seg_evaluate import summary_lines
+
+        print("\n".join(summary_lines(m)))
+        print(f"wrote {args.out}/metrics.json, per_patch.csv and plots")
+        return 0
     d = m["discard"]
     print(f"{m['split']}: {m['n_samples']} patches, accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
           f"weighted-F1 {m['weighted_avg']['f1']:.4f}, micro AUC {m['roc']['micro']['auc'] or float('nan'):.4f}, "
@@ -144,15 +161,18 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from cloudcover.train.predict import predict, to_csv
 
-    result = predict(args.run, args.paths, out=args.out, batch_size=args.batch_size, progress=not args.quiet)
+    result = predict(args.run, args.paths, out=args.out, batch_size=args.batch_size, progress=not args.quiet,
+                     mask_dir=args.mask_dir, threshold=args.threshold)
     for path, reason in result.failures:
         print(f"cloudcover predict: skipped {path}: {reason}", file=sys.stderr)
     if args.out is None:
         from cloudcover.train.preprocess import Preprocess
 
-        sys.stdout.write(to_csv(result.rows, Preprocess.load(args.run).class_names))
+        sys.stdout.write(to_csv(result.rows, Preprocess.load(args.run).class_names, result.columns))
     else:
         print(f"wrote {len(result.rows)} prediction(s) to {args.out}", file=sys.stderr)
+    if result.mask_dir is not None:
+        print(f"wrote {len(result.rows)} mask(s) to {result.mask_dir}", file=sys.stderr)
     if result.failures:
         total = len(result.rows) + len(result.failures)
         raise CloudcoverError(f"{len(result.failures)} of {total} input(s) could not be read (listed above); "
