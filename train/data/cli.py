@@ -27,7 +27,7 @@ def _workers(args) -> dict:
 
 def register(subparsers) -> None:
     data = subparsers.add_parser(
-        "data", help="make, download and prepare labelled cloud patches",
+        "data", help="make, download, prepare and explore labelled cloud patches",
         description="The data stage: synthetic scenes (the offline default), downloading CloudSEN12 "
         "archives, and preparing any of them into a split, labelled image dataset for the classifiers.",
         epilog="Typical: cloudcover data synth --out demo/raw --n 480 --seed 0 && cloudcover data prepare "
@@ -104,6 +104,18 @@ def register(subparsers) -> None:
     _workers_arg(p)
     p.set_defaults(func=_prepare)
 
+    p = sub.add_parser(
+        "eda", formatter_class=HelpFormatter, help="explore a prepared dataset: cloud fractions, bands, samples",
+        description="Exploratory analysis of a prepared dataset (either task): the cloud-fraction histogram per "
+        "split, the share of empty and of full masks, per-band statistics and sample overlays across the coverage "
+        "range. Cloud fractions come from the masks of a segmentation dataset, from the manifest otherwise. "
+        "Writes OUT/eda.json, cloud_fraction.png, band_stats.png and samples.png (all or nothing).")
+    p.add_argument("dataset", type=Path, metavar="DATASET", help="prepared dataset folder")
+    p.add_argument("--out", type=Path, required=True, help="folder to write")
+    p.add_argument("--samples", type=int, default=8, help="patches shown in samples.png")
+    p.add_argument("--band-images", type=int, default=64, help="train images sampled for the band statistics")
+    p.set_defaults(func=_eda)
+
 
 def _synth(args) -> int:
     from cloudcover.train.data.synth import SynthConfig, synthesize
@@ -125,6 +137,18 @@ def _download(args) -> int:
     r = download(cfg)
     print(f"download: {len(r.downloaded)} downloaded ({r.bytes / 1e6:.1f} MB), {len(r.extracted)} extracted, "
           f"{len(r.skipped)} already complete -> {r.out} ({r.seconds:.1f} s)")
+    return 0
+
+
+def _eda(args) -> int:
+    from cloudcover.train.data.eda import eda
+
+    r = eda(args.dataset, args.out, samples=args.samples, max_band_images=args.band_images)
+    print(f"eda: {r['n']} {r['task']} patches -> {args.out}")
+    for split, s in r["splits"].items():
+        print(f"  {split:5s} {s['patches']:5d} patches, cloud {s['cloud_fraction_mean']:.1f} % mean, "
+              f"{s['empty_share']:.1%} empty, {s['full_share']:.1%} full")
+    print("  bands: " + ", ".join(f"{b['band']} {b['mean']:.0f}+-{b['std']:.0f}" for b in r["bands"]))
     return 0
 
 
