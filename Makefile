@@ -96,8 +96,17 @@ $(BUILD_DIR)/model/%/model.json: $(ART)
 riscv-build: setup $(MODELS)
 	$(PY) -m cloudcover.riscv.toolchain --build $(BUILD_DIR) --targets $(subst $(eval) ,$(comma),$(TARGETS))
 
+# TFLite Micro runners measured beside cloudcover in the bench (../shared/peers/README.md); a clone without
+# that folder benches cloudcover alone and says so.
+PEERS_DIR ?= ../shared/peers
+PEERS := tflm-ref-rv64gc tflm-muriscvnn-rv64gc tflm-muriscvnn-rv64gcv
+
 bench: riscv-build
-	$(CC_CLI) bench --artifacts $(DEMO_DIR)/artifacts --build $(BUILD_DIR) --targets rv64gc,rv64gcv --out reports
+	@peers=""; \
+	if [ -d "$(PEERS_DIR)" ]; then for p in $(PEERS); do peers="$$peers --peer $$p=$(PEERS_DIR)/$$p"; done; \
+	else echo "make bench: $(PEERS_DIR) not found: TFLite Micro peer columns skipped"; fi; \
+	cmd="$(CC_CLI) bench --artifacts $(DEMO_DIR)/artifacts --build $(BUILD_DIR) --targets rv64gc,rv64gcv --out reports$$peers"; \
+	echo "$$cmd"; $$cmd
 
 # A demo-sized Optuna study on the demo dataset: 2 local workers sharing a journal file; the untuned
 # `cloudcover train` defaults are the first trial, so best.json says whether tuning beat them.
