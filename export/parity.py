@@ -1,8 +1,10 @@
 """Host parity: how each exported form agrees with the float Keras model on the test split.
 
-Per backend: accuracy, top-1 agreement with the float model, largest absolute difference of the class
-scores (logits, and softmax probabilities), file size. The goals of issue 3 (int8 agrees on >= 99 % of
-images, accuracy drop <= 1 point) are evaluated and recorded beside the figures.
+Per backend: the task's score (classifiers: accuracy; segmenters: Dice over valid pixels), agreement with
+the float model (classifiers: top-1 class per image; segmenters: cloud/clear per valid pixel), largest
+absolute difference of the logits and of the probabilities (softmax, or per-pixel sigmoid), file size. The
+goals of issue 3 (int8 agrees on >= 99 % of images (pixels), score drop <= 1 point) are evaluated and
+recorded beside the figures. The task is train/task.py's; `compare` defaults to classification.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from cloudcover.train.metrics import softmax
+from cloudcover.train.task import get_task
 
 AGREEMENT_GOAL = 0.99
 DROP_GOAL_POINTS = 1.0
@@ -27,19 +29,23 @@ class BackendParity:
     max_abs_logit_diff: float
     max_abs_prob_diff: float
     note: str = ""
+    task: str = "classification"
+    score_name: str = "accuracy"  # what `accuracy` holds: accuracy (classifiers) or dice (segmenters)
 
 
 def compare(backend: str, file: str, size_bytes: int, logits: np.ndarray, reference: np.ndarray, y: np.ndarray,
-            note: str = "") -> BackendParity:
-    """Compare `logits` with the float model's `reference` logits on labels `y`."""
-    pred, ref_pred = logits.argmax(axis=1), reference.argmax(axis=1)
+            note: str = "", task: str = "classification") -> BackendParity:
+    """Compare `logits` with the float model's `reference` logits on labels `y` (class indices, or masks with
+    0 clear, 1 cloud, 255 nodata for segmentation)."""
+    t = get_task(task)
+    c = t.compare(logits, reference, y)
     return BackendParity(
         backend=backend, file=file, size_bytes=int(size_bytes),
-        accuracy=float((pred == y).mean()),
-        agreement=float((pred == ref_pred).mean()),
+        accuracy=c["score"],
+        agreement=c["agreement"],
         max_abs_logit_diff=float(np.abs(logits - reference).max()),
-        max_abs_prob_diff=float(np.abs(softmax(logits) - softmax(reference)).max()),
-        note=note,
+        max_abs_prob_diff=float(np.abs(t.probabilities(logits) - t.probabilities(reference)).max()),
+        note=note, task=t.name, score_name=t.score_name,
     )
 
 
@@ -52,20 +58,23 @@ def goals(rows: list[BackendParity]) -> dict[str, dict]:
             continue
         drop = (ref.accuracy - r.accuracy) * 100
         out[r.backend] = {"agreement": r.agreement, "agreement_ok": r.agreement >= AGREEMENT_GOAL,
-                          "accuracy_drop_points": drop, "drop_ok": drop <= DROP_GOAL_POINTS}
+                          f"{r.score_name}_drop_points": drop, "drop_ok": drop <= DROP_GOAL_POINTS}
     return out
 
 
 def report(rows: list[BackendParity], n_images: int, extra: dict | None = None) -> dict:
+    score = rows[0].score_name if rows else "accuracy"
     return {"n_test_images": int(n_images), "backends": [asdict(r) for r in rows], "goals": goals(rows),
-            "goal_thresholds": {"agreement": AGREEMENT_GOAL, "accuracy_drop_points": DROP_GOAL_POINTS},
+            "goal_thresholds": {"agreement": AGREEMENT_GOAL, f"{score}_drop_points": DROP_GOAL_POINTS},
             **(extra or {})}
 
 
 def markdown(rows: list[BackendParity], n_images: int) -> str:
     """The parity table as Markdown (also what `cloudcover export` prints)."""
+    score = rows[0].score_name if rows else "accuracy"
+    unit = "pixels" if rows and rows[0].task == "segmentation" else "images"
     lines = [f"Parity on the test split ({n_images} images), against the float Keras model:", "",
-             "| backend | file | size | accuracy | agreement | max abs logit diff | max abs prob diff |",
+             f"| backend | file | size | {score} | agreement ({unit}) | max abs logit diff | max abs prob diff |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         size = f"{r.size_bytes / 1024:.1f} KiB"
@@ -74,6 +83,6 @@ def markdown(rows: list[BackendParity], n_images: int) -> str:
     notes = [f"- {r.backend}: {r.note}" for r in rows if r.note]
     g = goals(rows)
     verdicts = [f"- {name}: agreement {v['agreement'] * 100:.2f} % ({'ok' if v['agreement_ok'] else 'BELOW'} "
-                f">= {AGREEMENT_GOAL * 100:.0f} %), accuracy drop {v['accuracy_drop_points']:+.2f} points "
+                f">= {AGREEMENT_GOAL * 100:.0f} %), {score} drop {v[f'{score}_drop_points']:+.2f} points "
                 f"({'ok' if v['drop_ok'] else 'ABOVE'} <= {DROP_GOAL_POINTS:g})" for name, v in g.items()]
     return "\n".join(lines + [""] + notes + ([""] if notes else []) + ["Goals:"] + verdicts) + "\n"

@@ -88,12 +88,13 @@ def io_quant(path: str | Path) -> tuple[TensorQuant, TensorQuant]:
 
 
 def run_int8(path: str | Path, x: np.ndarray, resolver: str = "reference") -> tuple[np.ndarray, np.ndarray]:
-    """Run float images through the int8 model one by one: (raw int8 outputs [N,K], dequantized logits [N,K])."""
+    """Run float images through the int8 model one by one: (raw int8 outputs, dequantized logits), each of shape
+    [N, *output shape] ([N, K] for a classifier, [N, H, W, 1] for a segmenter)."""
     interp = interpreter(path, resolver)
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     qin = TensorQuant(list(inp["shape"]), "int8", *inp["quantization"])
     qout = TensorQuant(list(out["shape"]), "int8", *out["quantization"])
-    raw = np.empty((len(x), out["shape"][-1]), np.int8)
+    raw = np.empty((len(x), *[int(d) for d in out["shape"][1:]]), np.int8)
     for i in range(len(x)):
         interp.set_tensor(inp["index"], qin.quantize(x[i : i + 1]))
         interp.invoke()

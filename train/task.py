@@ -35,6 +35,7 @@ class Task:
 
     name: ClassVar[str]
     objective: ClassVar[str]  # what `tune` maximizes (also its report column)
+    score_name: ClassVar[str]  # the headline score of a parity row (accuracy, dice)
     monitor: ClassVar[str]  # Keras log key the best checkpoint and early stopping follow
     monitor_mode: ClassVar[str]  # "min" or "max"
     curves: ClassVar[tuple[str, ...]]  # history keys drawn in history.png (each also as val_<key>)
@@ -81,13 +82,19 @@ class Task:
 
     # -- export ---------------------------------------------------------------------------------------
     def compare(self, logits: np.ndarray, reference: np.ndarray, y: np.ndarray) -> dict[str, float]:
-        """Parity of one backend's outputs with the float model's: the task's score and its agreement."""
+        """Parity of one backend's outputs with the float model's: the task's score against the truth `y`, and
+        the share of decisions (images, or valid pixels) that agree with the float model's."""
+        raise NotImplementedError
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """What a user reads off the logits (softmax over classes, or a per-pixel sigmoid)."""
         raise NotImplementedError
 
 
 class Classification(Task):
     name = CLASSIFICATION
     objective = "macro_f1"
+    score_name = "accuracy"
     monitor = "val_loss"
     monitor_mode = "min"
     curves = ("loss", "accuracy")
@@ -141,6 +148,11 @@ class Classification(Task):
     def headline(self, m):
         return f"val accuracy {m['accuracy'] * 100:.2f} %"
 
+    def probabilities(self, logits):
+        from cloudcover.train.metrics import softmax
+
+        return softmax(logits)
+
     def compare(self, logits, reference, y):
         pred, ref_pred = logits.argmax(axis=1), reference.argmax(axis=1)
         return {"score": float((pred == y).mean()), "agreement": float((pred == ref_pred).mean())}
@@ -149,6 +161,7 @@ class Classification(Task):
 class Segmentation(Task):
     name = SEGMENTATION
     objective = "val_dice"
+    score_name = "dice"
     monitor = "val_dice"
     monitor_mode = "max"
     curves = ("loss", "dice")
@@ -194,10 +207,16 @@ class Segmentation(Task):
     def headline(self, m):
         return f"val Dice {m['dice']:.4f}, IoU {m['iou']:.4f}"
 
+    def probabilities(self, logits):
+        return 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
+
     def compare(self, logits, reference, y):
         from cloudcover.train.seg_metrics import confusion_counts, scores
 
-        pred, ref_pred = logits > 0, reference > 0
+        logits, reference = np.asarray(logits), np.asarray(reference)
+        if logits.ndim == 4:  # (N, H, W, 1) model output
+            logits, reference = logits[..., 0], reference[..., 0]
+        pred, ref_pred = logits >= 0, reference >= 0
         valid = y <= 1
         score = scores(confusion_counts(pred, y))["dice"]
         return {"score": float(score), "agreement": float((pred == ref_pred)[valid].mean()) if valid.any() else 1.0}

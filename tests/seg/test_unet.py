@@ -61,7 +61,7 @@ def test_encoder_loads_from_weights_of_a_resnet18_classifier(tmp_path):
 
 @pytest.mark.slow
 def test_full_int8_tflite_conversion_uses_only_lowerable_ops(tmp_path):
-    from cloudcover.export.tflite_export import convert_int8, interpreter
+    from cloudcover.export.tflite_export import convert_int8, interpreter, run_int8
 
     model = create_model("unet_resnet18", num_classes=2, input_size=64, bands=4, alpha=0.25,
                          mean=[9000.0] * 4, std=[2000.0] * 4)
@@ -73,3 +73,5 @@ def test_full_int8_tflite_conversion_uses_only_lowerable_ops(tmp_path):
     assert ops["RESIZE_NEAREST_NEIGHBOR"] == 5 and ops["CONCATENATION"] == 4
     out = interp.get_output_details()[0]
     assert list(out["shape"]) == [1, 64, 64, 1] and out["dtype"] == np.int8
+    raw, logits = run_int8(tmp_path / "unet.tflite", calib[:2])
+    assert raw.shape == logits.shape == (2, 64, 64, 1) and raw.dtype == np.int8
