@@ -119,3 +119,20 @@ def test_real_samples_prepare_for_segmentation(shared_data, tmp_path):
     for r in _rows(out):
         with rasterio.open(out / r["image"]) as src:
             assert src.count == 3 and src.dtypes[0] == "float32" and src.crs.to_epsg() == 32643
+
+
+def test_cloudsen12_rgb_bands_in_raw_dn(tmp_path):
+    from cloudcover.train.data.synth import SynthConfig, synthesize
+
+    raw = tmp_path / "raw"
+    synthesize(SynthConfig(out=raw, n=8, seed=2, size=48, patches_per_roi=2, workers=1, progress=False))
+    out = tmp_path / "ds"
+    prepare(PrepareConfig(source="cloudsen12", input=raw, out=out, task="segmentation", bands="rgb",
+                          split=(0.5, 0.25, 0.25), workers=1, progress=False))
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["channels"] == 3 and meta["bands"] == ["B4", "B3", "B2"]
+    r = _rows(out)[0]
+    with rasterio.open(out / r["image"]) as src, rasterio.open(next(raw.rglob(f"{r['patch_id'].split('__')[-1]}/S2L1C.tif"))) as s2:
+        np.testing.assert_array_equal(src.read(), s2.read([4, 3, 2]))
+    with pytest.raises(Exception, match="--bands"):
+        prepare(PrepareConfig(source="cloudsen12", input=raw, out=tmp_path / "x", task="segmentation", bands="nir"))

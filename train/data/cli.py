@@ -98,6 +98,9 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the split")
     p.add_argument("--size", type=int, default=None, help="resize renderings to SIZE x SIZE (area average); "
                    "default: native size")
+    p.add_argument("--bands", choices=("all", "rgb"), default="all",
+                   help="segmentation GeoTIFFs: every band of the source (13 or 3 for CloudSEN12, 4 for 38-Cloud), or "
+                   "only red, green, blue in raw DN (e.g. to match the 3-band CloudSEN12 samples)")
     p.add_argument("--image-format", choices=("png", "jpg", "tif"), default=None,
                    help="image files: png/jpg are RGB renderings; tif keeps the georeferencing (for segmentation "
                    "it holds every band in raw DN). Default: png for classification, tif for segmentation")
@@ -159,7 +162,7 @@ def _prepare(args) -> int:
     cfg = PrepareConfig(source=args.source, input=args.input, out=args.out, label=args.label,
                         bins=tuple(parse_bins(args.bins)), count_shadow=args.count_shadow,
                         split=parse_split(args.split), seed=args.seed, size=args.size,
-                        image_format=args.image_format, task=args.task, progress=not args.quiet,
+                        image_format=args.image_format, task=args.task, bands=args.bands, progress=not args.quiet,
                         **_workers(args))
     r = prepare(cfg)
     per_split = {s: sum(c.values()) for s, c in r.counts.items()}

@@ -61,6 +61,7 @@ class PrepareConfig:
     size: int | None = None  # None = native size
     image_format: str | None = None  # None = png for classification, tif (all bands) for segmentation
     task: str = "classification"
+    bands: str = "all"  # segmentation GeoTIFFs: every band of the source, or only red, green, blue ("rgb")
     workers: int = field(default_factory=default_workers)
     progress: bool = True
 
@@ -85,14 +86,17 @@ class _Worker:
     """Picklable: read one patch, measure its coverage, render it to the staging folder."""
 
     def __init__(self, source: str, staging: Path, size: int | None, image_format: str, count_shadow: bool,
-                 task: str = "classification"):
+                 task: str = "classification", bands: str = "all"):
         self.source, self.staging, self.size = source, staging, size
-        self.image_format, self.count_shadow, self.task = image_format, count_shadow, task
+        self.image_format, self.count_shadow, self.task, self.bands = image_format, count_shadow, task, bands
 
     def __call__(self, ref: PatchRef) -> dict:
         segment = self.task == "segmentation"
         raw_bands = segment and self.image_format == "tif"
-        sample = get_source(self.source).read(ref, all_bands=raw_bands)
+        source = get_source(self.source)
+        sample = source.read(ref, all_bands=raw_bands and self.bands == "all")
+        if raw_bands and self.bands == "rgb":  # the three RGB planes in raw DN, named as the source names them
+            sample.bands, sample.band_names = sample.rgb, tuple(source.rgb_bands)
         counts = coverage.code_counts(sample.mask, sample.valid)
         row = {"patch_id": ref.patch_id, "roi": ref.roi, "mask": str(ref.mask)}
         if counts.sum() == 0:
@@ -180,6 +184,8 @@ def _write_image(path: Path, rgb: np.ndarray, fmt: str, sample) -> None:
 def _check(config: PrepareConfig) -> tuple[Path, Path]:
     if config.task not in TASKS:
         raise CloudcoverError(f"--task {config.task!r}: choose one of {', '.join(TASKS)}")
+    if config.bands not in ("all", "rgb"):
+        raise CloudcoverError(f"--bands {config.bands!r}: choose all or rgb")
     if config.fmt not in IMAGE_FORMATS:
         raise CloudcoverError(f"--image-format {config.image_format!r}: choose one of {', '.join(IMAGE_FORMATS)}")
     if config.size is not None and config.size < 8:
@@ -211,7 +217,7 @@ def prepare(config: PrepareConfig) -> PrepareResult:
         staging = tmp / STAGING
         staging.mkdir()
         fmt, segment = config.fmt, config.task == "segmentation"
-        worker = _Worker(config.source, staging, config.size, fmt, config.count_shadow, config.task)
+        worker = _Worker(config.source, staging, config.size, fmt, config.count_shadow, config.task, config.bands)
         rows = pmap(worker, refs, config.workers, desc=f"prepare {config.source}", progress=config.progress)
         skipped = [{"patch_id": r["patch_id"], "mask": r["mask"], "reason": r["skip"]} for r in rows if "skip" in r]
         rows = [r for r in rows if "skip" not in r]
