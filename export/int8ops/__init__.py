@@ -1,9 +1,22 @@
 """Integer lowerings of quantized TFLite operators, one module per operator.
 
 Each module holds the dpl pattern of the importer's float route for its operator, the integer rewrite that
-reproduces TFLite's reference kernel bit for bit, and a numpy reference of the same arithmetic; it registers
-a `registry.Lowering`. Adding an operator is adding a module and its name below (the order is the order the
-pass tries the patterns). Shared: requant.py (TFLite's multiplier/shift math), emit.py (Relax construction).
+reproduces TFLite's reference kernel (BUILTIN_REF) bit for bit, and a numpy reference of the same arithmetic;
+it registers a `registry.Lowering`. Adding an operator is adding a module and its name in the import below
+(that order is the order the pass tries the patterns).
+
+    conv        CONV_2D, DEPTHWISE_CONV_2D        dense       FULLY_CONNECTED
+    add         ADD, SUB (+ fused activation)     mul         MUL (+ fused activation)
+    mean        MEAN                              avg_pool    AVERAGE_POOL_2D
+    concat      CONCATENATION                     minmax      MAXIMUM, MINIMUM
+    resize      RESIZE_NEAREST_NEIGHBOR, RESIZE_BILINEAR
+    hard_swish  HARD_SWISH                        logistic    LOGISTIC
+    requantize  QUANTIZE int8 -> int8
+
+Shared: requant.py (TFLite's multiplier/shift math), emit.py (Relax construction), binary.py (elementwise
+binary patterns), lut.py (256-entry tables), ir.py (IR queries: float_ops, int8_compute). Operators that only
+move int8 values (PAD, MAX_POOL_2D, RESHAPE, TILE ...) need no lowering: relax_import.py admits them and
+TVM's own kernels are already integer and exact.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .emit import Emitter, dtype, scalar, table_lookup
 from .registry import Lowering, register
-from .requantize import requantize_table
+from .lut import requantize_table
 
 MAX_INPUTS = 8
 

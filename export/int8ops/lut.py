@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .emit import dtype, scalar
+from .requant import multiply_by_quantized_multiplier, rescale_multiplier
 
 XS = np.arange(-128, 128, dtype=np.int64)  # every int8 input, in table order
 
@@ -33,3 +34,9 @@ def float_lut(s_in, z_in, s_out, z_out, fn) -> np.ndarray:
         y = fn(deq.astype(np.float32)).astype(np.float32) * (np.float32(1.0) / np.float32(s_out))
     r = np.sign(y) * np.floor(np.abs(y) + np.float32(0.5))
     return np.clip(r.astype(np.int64) + z_out, -128, 127).astype(np.int8)
+
+
+def requantize_table(s_in, z_in, s_out, z_out) -> np.ndarray:
+    """reference_ops::Requantize: MultiplyByQuantizedMultiplier(x - z_in, s_in / s_out) + z_out, clamped."""
+    m, s = rescale_multiplier(s_in, s_out)
+    return np.clip(multiply_by_quantized_multiplier(XS - z_in, m, s) + z_out, -128, 127).astype(np.int8)

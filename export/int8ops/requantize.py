@@ -3,17 +3,9 @@ MultiplyByQuantizedMultiplier(x - z_in, s_in / s_out) + z_out, as a 256-entry ta
 
 from __future__ import annotations
 
-import numpy as np
-
 from .emit import table_lookup
-from .lut import XS, unary_params
+from .lut import requantize_table, unary_params
 from .registry import Lowering, register
-from .requant import multiply_by_quantized_multiplier, rescale_multiplier
-
-
-def requantize_table(s_in, z_in, s_out, z_out) -> np.ndarray:
-    m, s = rescale_multiplier(s_in, s_out)
-    return np.clip(multiply_by_quantized_multiplier(XS - z_in, m, s) + z_out, -128, 127).astype(np.int8)
 
 
 def _pattern():

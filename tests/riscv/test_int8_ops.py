@@ -106,6 +106,9 @@ CASES: dict[str, list[Case]] = {
             Case("add", lambda x: _layers().ReLU(6.0)(_layers().Add()([x * 3.0, _conv(x)])), (4, 3, 3), "zp127")],
     "sub": [Case("subtract", lambda x: _layers().Subtract()([x, _conv(x)])),
             Case("subtract", lambda x: _layers().Subtract()([_conv(x), x * 0.25]), (5, 3, 3), "zp-128")],
+    # the input feeds two concatenations of different ranges: the converter requantizes it (QUANTIZE int8->int8)
+    "requantize": [Case("requantize", lambda x: _layers().Add()([_layers().Concatenate()([x, x * 10.0]),
+                                                                _layers().Concatenate()([x * 0.1, x])]))],
     "maximum": [Case("maximum", lambda x: _layers().Maximum()([x, _conv(x)])),
                 Case("minimum", lambda x: _layers().Minimum()([x, _conv(x)]), (4, 4, 3), "zp-128")],
 }
