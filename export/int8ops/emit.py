@@ -91,15 +91,16 @@ def mbqm(e: Emitter, x, mult, shift):
 
 
 def table_lookup(x, table: np.ndarray):
-    """An int8 -> int8 function given as its 256 values (table[i] for x = i - 128), looked up per element.
-    Indexed by the int8 value's bits as uint8 (always in bounds): entry k is for x = k - 256 * (k > 127).
-    lowering.py marks such a lookup injective so it fuses with its neighbours."""
+    """An int8 -> int8 function given as its 256 values (table[i] for x = i - 128), looked up per element
+    with the index x + 128 in int32 (a uint8 reinterpretation of x would be cheaper, but TVM's simplifier
+    fails on a uint8 cast of a clamped int8 chain when the schedule inlines it: "cannot make uint from
+    negative value"). lowering.py marks such a lookup injective so it fuses with its neighbours."""
     table = np.asarray(table)
     if table.shape != (256,):
         raise ValueError(f"a lookup table has 256 entries, not {table.shape}")
     e = Emitter()
-    idx = e(e.op.astype(x, "uint8"))
-    return e.finish(e.op.take(e.R.const(np.roll(table, 128).astype(np.int8), "int8"), idx, axis=0))
+    idx = e(e.op.add(e.op.astype(x, "int32"), e.i32(128)))
+    return e.finish(e.op.take(e.R.const(table.astype(np.int8), "int8"), idx, axis=0))
 
 
 def unary_table(a, b, fn):

@@ -300,3 +300,48 @@ def test_unlowered_operator_is_named(tmp_path, capsys):
 
     info = json.loads((out / "model.json").read_text())
     assert info["compute"] == "float" and info["int8_compute"] is False and info["float_ops"] == ["tanh"]
+
+
+# ---- the new kernels on the RISC-V targets (the vector schedule differs from the host's) ---------------
+
+def _all_new_ops(x):
+    """pad, max/average pool, concatenation, nearest/bilinear resize, hard-swish, logistic, keepdims mean,
+    broadcast multiply, add + relu in one small model."""
+    L = _layers()
+    y = L.ZeroPadding2D(1)(_conv(x, 4))
+    y = L.Activation("hard_swish")(y)
+    a = L.MaxPooling2D(3, strides=2, padding="same")(y)
+    b = L.AveragePooling2D(3, strides=2, padding="same")(y)
+    y = L.Concatenate()([a, b])
+    y = L.Multiply()([y, L.Activation("sigmoid")(_keepdims_mean(y))])
+    up = L.Resizing(8, 8, interpolation="nearest")(y)
+    bi = L.Resizing(8, 8, interpolation="bilinear")(y)
+    return L.ReLU()(L.Add()([up, bi]))
+
+
+@pytest.mark.slow
+@pytest.mark.device
+@pytest.mark.parametrize("target", ["rv64gc", "rv64gcv"])
+def test_new_ops_under_qemu_are_bit_exact(target, tmp_path):
+    from .conftest import have_cross_tools
+
+    if not have_cross_tools():
+        pytest.skip("riscv64 cross compiler / qemu-riscv64 missing (make setup installs them)")
+    from cloudcover.export.compile import compile_model
+    from cloudcover.riscv import qemu
+    from cloudcover.riscv.toolchain import build_infer
+
+    case = Case(None, _all_new_ops, (6, 6, 3))
+    model = tmp_path / "model_int8.tflite"
+    _convert(case, model)
+    info = compile_model(model, target, tmp_path / "model", log=lambda m: None, compute="int8")
+    assert info["int8_compute"] is True
+    assert {"avg_pool2d", "concat", "resize_nearest", "resize_bilinear", "hard_swish", "sigmoid"} <= set(info["int8_ops"])
+    exe = build_infer(tmp_path / "model", tmp_path / "cmake", target)
+    x = _inputs(case.shape)
+    emu = qemu.find_emulator(prefer_plugin=target == "rv64gcv")  # QEMU 7.2 aborts on some RVV code
+    res = qemu.run_infer(emu, exe, target, x.tobytes(), tmp_path / "run", count=False)
+    dev = np.frombuffer(res.output, np.int8).reshape(len(x), -1)
+    ref = _reference(model, x)
+    assert len({r.tobytes() for r in ref}) > 1
+    assert np.abs(dev.astype(np.int32) - ref.astype(np.int32)).max() == 0
