@@ -7,6 +7,8 @@ per seed and per calibration method, so the chosen method is a measured result a
 Trains the demo classifier (the Makefile's DEMO_* settings) once per seed into OUT/runs/seed_N (a finished run
 is reused, an interrupted one resumes), then for each method exports int8 TFLite (reference kernels, the
 bit-exact oracle) and int8 ONNX (onnxruntime) and compares their top-1 with the Keras model's on the test split.
+With `--qat-epochs N` each run is also fine-tuned quantization-aware (`cloudcover qat`, into
+OUT/runs/seed_N_qat) and measured the same way, as rows whose method ends in `+qat`.
 Writes OUT/fidelity.json and prints one row per seed and method.
 """
 
@@ -39,6 +41,15 @@ def train_seed(data: Path, out: Path, seed: int, overrides: dict) -> Path:
     return run
 
 
+def qat_seed(run: Path, data: Path, epochs: int) -> Path:
+    from cloudcover.train.qat import QATConfig, finetune
+
+    out = run.with_name(run.name + "_qat")
+    if not (out / "qat.json").is_file():
+        finetune(QATConfig(run=run, out=out, data=data, epochs=epochs), progress=False)
+    return out
+
+
 def agreement(int8_scores: np.ndarray, float_scores: np.ndarray) -> tuple[float, int]:
     """(share of images whose top-1 class equals the float model's, number of images that differ)."""
     same = np.argmax(int8_scores, axis=1) == np.argmax(float_scores, axis=1)
@@ -50,8 +61,9 @@ def measure(run: Path, data: Path, methods: list[Calibration], calib_samples: in
 
     model, pre = load_run(run)
     calib = calibration_images(data, pre, calib_samples)
-    x, _, _ = load_split(data, "test", pre)
+    x, y, _ = load_split(data, "test", pre)
     ref = model.predict(x, batch_size=32, verbose=0)
+    accuracy = float(np.mean(np.argmax(ref, axis=1) == y))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "model_fp32.onnx"
@@ -67,6 +79,7 @@ def measure(run: Path, data: Path, methods: list[Calibration], calib_samples: in
             (a_t, f_t), (a_o, f_o) = agreement(tfl_scores, ref), agreement(onnx_scores, ref)
             rows.append({"method": str(cal), "tflite_agreement": a_t, "tflite_flips": f_t,
                          "onnx_agreement": a_o, "onnx_flips": f_o, "test_images": int(len(x)),
+                         "float_test_accuracy": accuracy,
                          "seconds": round(time.perf_counter() - t0, 1)})
     return rows
 
@@ -79,24 +92,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", default="minmax,percentile:99.99,mse", help="calibration methods, comma-separated")
     p.add_argument("--calib-samples", type=int, default=1000, help="as `cloudcover export --calib-samples`")
     p.add_argument("--epochs", type=int, default=None, help="override the demo's 40 epochs (quick looks only)")
+    p.add_argument("--qat-epochs", type=int, default=0,
+                   help="also measure each run after this many epochs of `cloudcover qat` (0: no)")
     p.add_argument("--out", type=Path, default=Path("reports/fidelity"))
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = [Calibration.parse(m) for m in args.methods.split(",")]
     overrides = {"epochs": args.epochs, "patience": args.epochs} if args.epochs else {}
     results = []
-    print(f"{'seed':>4} {'method':<18} {'tflite int8':>12} {'onnx int8':>10}  (top-1 agreement with float; flips)")
+    print(f"{'seed':>4} {'method':<22} {'tflite int8':>12} {'onnx int8':>10}  (top-1 agreement with float; flips)")
     for seed in seeds:
         run = train_seed(args.data, args.out, seed, overrides)
-        for row in measure(run, args.data, methods, args.calib_samples):
-            row["seed"] = seed
-            results.append(row)
-            print(f"{seed:>4} {row['method']:<18} {row['tflite_agreement'] * 100:>10.2f} % {row['onnx_agreement'] * 100:>8.2f} %"
-                  f"  ({row['tflite_flips']}, {row['onnx_flips']} of {row['test_images']})")
+        runs = [(run, "")]
+        if args.qat_epochs:
+            runs.append((qat_seed(run, args.data, args.qat_epochs), "+qat"))
+        for r, suffix in runs:
+            for row in measure(r, args.data, methods, args.calib_samples):
+                row["seed"], row["method"] = seed, row["method"] + suffix
+                results.append(row)
+                print(f"{seed:>4} {row['method']:<22} {row['tflite_agreement'] * 100:>10.2f} % "
+                      f"{row['onnx_agreement'] * 100:>8.2f} %  ({row['tflite_flips']}, {row['onnx_flips']} of "
+                      f"{row['test_images']}; float accuracy {row['float_test_accuracy'] * 100:.2f} %)")
     summary = {}
-    for cal in methods:
-        rs = [r for r in results if r["method"] == str(cal)]
-        summary[str(cal)] = {"tflite_min": min(r["tflite_agreement"] for r in rs),
+    for name in dict.fromkeys(r["method"] for r in results):
+        rs = [r for r in results if r["method"] == name]
+        summary[name] = {"tflite_min": min(r["tflite_agreement"] for r in rs),
                              "onnx_min": min(r["onnx_agreement"] for r in rs), "seeds": len(rs)}
     report = {"model": DEMO | overrides, "data": str(args.data), "calib_samples": args.calib_samples,
               "oracle": "TFLite: ai_edge_litert BUILTIN_REF kernels; ONNX: onnxruntime CPU", "rows": results,

@@ -20,6 +20,7 @@ from cloudcover.train.errors import CloudcoverError
 STAGE_CLIS = (
     "cloudcover.train.data.cli",  # data synth | download | prepare
     "cloudcover.train.cli",  # train
+    "cloudcover.train.qat_cli",  # qat
     "cloudcover.train.tune_cli",  # tune, evaluate, predict
     "cloudcover.export.cli",  # export
     "cloudcover.export.compile_cli",  # compile

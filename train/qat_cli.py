@@ -1,0 +1,53 @@
+"""`cloudcover qat`: quantization-aware fine-tuning of a trained classifier into a new run folder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cloudcover.train.clihelp import HelpFormatter
+
+
+def register(subparsers) -> None:
+    from cloudcover.train.qat import QATConfig
+
+    d = QATConfig(run=Path("."), out=Path("."))
+    p = subparsers.add_parser(
+        "qat", help="quantization-aware fine-tuning: make the float model and its int8 export agree",
+        formatter_class=HelpFormatter,
+        description="Fine-tune RUN_DIR's classifier for a few epochs against a twin of itself that rounds, as "
+        "int8 kernels do, every tensor a convolution, dense layer, pooling or addition reads (8-bit, ranges "
+        "from calibration images). The loss keeps both accurate and their logits close, so near-tied images "
+        "keep their class after `cloudcover export`. Batch norm stays in inference mode. OUT_DIR is a copy of "
+        "RUN_DIR with the fine-tuned model.keras and qat.json (written in a temp folder and renamed); use it "
+        "wherever a training run is expected (export, evaluate, predict).",
+        epilog="Example: cloudcover qat --run demo/run_float --out demo/run --epochs 4",
+    )
+    p.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="folder written by 'cloudcover train'")
+    p.add_argument("--out", type=Path, required=True, metavar="OUT_DIR",
+                   help="fine-tuned run folder to write (replaced only if an earlier output of this command)")
+    p.add_argument("--data", type=Path, default=None, metavar="DATASET_DIR",
+                   help="dataset to fine-tune on (default: the one recorded in the run)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="fine-tuning epochs")
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (small: the model is trained)")
+    p.add_argument("--consistency", type=float, default=d.consistency,
+                   help="weight of the mean squared difference between float and fake-quant logits")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per step")
+    p.add_argument("--calib-samples", type=int, default=d.calib_samples,
+                   help="train images whose float min/max set the fake-quant ranges")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the shuffling and calibration draw")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_qat)
+
+
+def run_qat(args: argparse.Namespace) -> int:
+    from cloudcover.train.qat import QATConfig, finetune
+
+    cfg = QATConfig(run=args.run, out=args.out, data=args.data, epochs=args.epochs, lr=args.lr,
+                    consistency=args.consistency, batch_size=args.batch_size, calib_samples=args.calib_samples,
+                    seed=args.seed)
+    r = finetune(cfg, progress=not args.quiet).report
+    print(f"qat: val accuracy {r['val_accuracy_before'] * 100:.2f} % -> {r['val_accuracy_after'] * 100:.2f} %, "
+          f"float = fake-quant top-1 on {r['val_agreement_float_vs_fake_quant'] * 100:.2f} % of val images "
+          f"({r['seconds']:.0f} s) -> {args.out}")
+    return 0
