@@ -25,7 +25,7 @@ from cloudcover.train.models import list_models, model_config
 OPTIMIZERS = ("sgd", "adam", "adagrad", "adadelta", "nadam")
 # Width multipliers worth trying per edge family (edge_cnn maps alpha < 0.5 to 1.0, so it starts at 0.5).
 DEFAULT_WIDTHS = {"mobilenet": [0.35, 0.5, 0.75, 1.0], "mobilenet_v3_small": [0.5, 0.75, 1.0],
-                  "edge_cnn": [0.5, 0.75, 1.0]}
+                  "edge_cnn": [0.5, 0.75, 1.0], "unet_resnet18": [0.25, 0.5, 1.0], "unet_resnet34": [0.25, 0.5]}
 FALLBACK_WIDTHS = [0.5, 0.75, 1.0]
 # Input sides tried for edge models, cut to what the dataset's patches can feed without upsampling.
 DEFAULT_INPUT_SIZES = [32, 48, 64, 96, 128]
@@ -151,7 +151,9 @@ class SearchSpace:
         cfg = model_config(model)
         if cfg.uses_alpha:
             params["alpha"] = trial.suggest_categorical(f"{model}.alpha", [float(a) for a in self.widths[model]])
-            sizes = [s for s in self.input_sizes if s >= cfg.min_size] or [max(cfg.min_size, image_size)]
+            # UNets need a multiple of their total stride (32): other sides are not offered to them
+            sizes = [s for s in self.input_sizes if s >= cfg.min_size and s % cfg.size_multiple == 0] or [
+                max(cfg.min_size, image_size // cfg.size_multiple * cfg.size_multiple)]
             params["input_size"] = trial.suggest_categorical(f"{model}.input_size", sizes)
         else:
             # Heavy backbones: the patch size as is (or the architecture's minimum, e.g. 75 for Inception).

@@ -54,6 +54,15 @@ from cloudcover.train.study_storage import (
 
 OBJECTIVE = ("validation macro-F1: scikit-learn f1_score(average='macro') over all classes, of the weights "
              "a trial saves (best validation loss)")
+SEG_OBJECTIVE = ("validation Dice: 2TP / (2TP + FP + FN) over every valid pixel of the val split, of the weights "
+                 "a trial saves (best validation Dice); segmentation datasets (task in dataset.json)")
+
+
+def objective_for(data: str) -> str:
+    """The objective text for the dataset's task (classification: macro-F1; segmentation: Dice)."""
+    from cloudcover.train.preprocess import read_dataset
+
+    return SEG_OBJECTIVE if read_dataset(data).task == "segmentation" else OBJECTIVE
 CONFIG_FILE = "tune.json"
 PRUNERS = ("median", "hyperband", "none", "threshold:X")
 
@@ -222,7 +231,7 @@ def prepare(config: TuneConfig) -> tuple[TuneConfig, Any]:
                               "with another search space (--models/--space); use a new --study or --out")
     if stored is None:
         study.set_user_attr("search_space", config.space)
-        study.set_user_attr("objective", OBJECTIVE)
+        study.set_user_attr("objective", objective_for(config.data))
         study.set_user_attr("epochs_per_trial", config.epochs_per_trial)
         study.set_user_attr("data", config.data)
         if config.baseline and not study.get_trials(deepcopy=False):
@@ -287,6 +296,26 @@ def macro_f1_pruning_callback(trial: Any, x_val: Any, y_val: Any, n_classes: int
     return MacroF1Pruning()
 
 
+def dice_pruning_callback(trial: Any) -> Any:
+    """Segmentation: training already logs the pooled validation Dice (val_dice) each epoch; report it, prune."""
+    import keras
+    import optuna
+
+    class DicePruning(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scores: dict[int, float] = {}
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            score = float((logs or {})["val_dice"])
+            self.scores[epoch + 1] = score
+            trial.report(score, step=epoch + 1)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}: validation Dice {score:.3f}")
+
+    return DicePruning()
+
+
 def saved_model_macro_f1(val_metrics: dict) -> float:
     """Macro-F1 of the saved weights, from the val confusion matrix training wrote (scikit-learn on its pairs)."""
     import numpy as np
@@ -308,7 +337,9 @@ def make_objective(config: TuneConfig):
     from cloudcover.train.training import train
 
     space = SearchSpace(**config.space)
-    n_classes = len(read_dataset(config.data).classes)
+    info = read_dataset(config.data)
+    n_classes = len(info.classes)
+    segment = info.task == "segmentation"  # objective: val Dice, which training logs itself
     val = _ValCache(config.data)
     trials_dir = Path(config.out) / "trials"
 
@@ -322,8 +353,14 @@ def make_objective(config: TuneConfig):
         trial.set_user_attr("worker", worker_identity())
         train_config = to_train_config(params, data=config.data, out=run_dir, epochs=config.epochs_per_trial,
                                        seed=config.seed + number)
-        x_val, y_val = val.get(int(params["input_size"]), params["model"])
-        pruning = macro_f1_pruning_callback(trial, x_val, y_val, n_classes, int(params["batch_size"]))
+        if segment:
+            make_pruning = lambda: dice_pruning_callback(trial)  # noqa: E731
+        else:
+            x_val, y_val = val.get(int(params["input_size"]), params["model"])
+            make_pruning = lambda: macro_f1_pruning_callback(trial, x_val, y_val, n_classes,  # noqa: E731
+                                                             int(params["batch_size"]))
+        per_epoch = "val_dice_per_epoch" if segment else "val_macro_f1_per_epoch"
+        pruning = make_pruning()
         t0 = time.perf_counter()
         try:
             try:
@@ -336,18 +373,18 @@ def make_objective(config: TuneConfig):
                 print(f"trial {trial.number}: checkpoint of trial {resumed} unusable ({exc}); training from scratch")
                 trial.set_user_attr("resumed_checkpoint", False)
                 keras.backend.clear_session()
-                pruning = macro_f1_pruning_callback(trial, x_val, y_val, n_classes, int(params["batch_size"]))
+                pruning = make_pruning()
                 result = train(train_config, extra_callbacks=[pruning], verbose=0, resume=False)
         except CloudcoverError as exc:
             objective.fatal = f"trial {trial.number}: {exc}"
             trial.set_user_attr("error", str(exc))
             raise
         except optuna.TrialPruned:
-            trial.set_user_attr("val_macro_f1_per_epoch", pruning.scores)
+            trial.set_user_attr(per_epoch, pruning.scores)
             shutil.rmtree(run_dir, ignore_errors=True)  # a pruned trial is never resumed nor exported
             raise
-        value = saved_model_macro_f1(result.val_metrics)
-        trial.set_user_attr("val_macro_f1_per_epoch", pruning.scores)
+        value = float(result.val_metrics["dice"]) if segment else saved_model_macro_f1(result.val_metrics)
+        trial.set_user_attr(per_epoch, pruning.scores)
         trial.set_user_attr("val_accuracy", result.val_metrics["accuracy"])
         trial.set_user_attr("best_epoch", result.best_epoch)
         trial.set_user_attr("images_per_s", result.images_per_s)
@@ -531,7 +568,7 @@ def summarize(config: TuneConfig, study: Any, wall_s: float) -> dict[str, Any]:
               (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING)}
     counts["not_counted"] = sum(1 for t in trials if not holds_slot(t))
     return {
-        "objective": OBJECTIVE,
+        "objective": objective_for(config.data),
         "direction": "maximize",
         "study": config.study,
         "storage": redact(config.storage) if config.storage else str(Path(config.out) / "study.journal"),

@@ -27,10 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     # ---- tune --------------------------------------------------------------------------------------
     p = sub.add_parser(
-        "tune", formatter_class=fmt, help="Optuna hyperparameter search over architectures (objective: val macro-F1)",
+        "tune", formatter_class=fmt,
+        help="Optuna hyperparameter search over architectures (objective: val macro-F1, or val Dice for segmenters)",
         description="Search architectures and training hyperparameters with Optuna. Objective: validation "
-        "macro-F1 (scikit-learn, all classes) of the weights each trial saves; reported every epoch so that "
-        "unpromising trials are pruned. Search space: optimizer (sgd+momentum, adam, adagrad, adadelta, "
+        "macro-F1 (scikit-learn, all classes) of the weights each trial saves, or for a segmentation dataset "
+        "(prepare --task segmentation; give --models unet_resnet18,...) the validation Dice over all valid "
+        "pixels; reported every epoch so that unpromising trials are pruned. Search space: optimizer (sgd+momentum, adam, adagrad, adadelta, "
         "nadam), lr log-uniform 1e-4..1e-1, width/height shift 0..0.5, h/v flip, rotation 0..45 deg, zoom "
         "0..1, brightness 0..0.5, batch size, dropout, label smoothing, the architecture, and width "
         "(alpha) and input size for edge models; narrow it with --space. Re-running the same command "
@@ -124,13 +126,14 @@ def _tune(args: argparse.Namespace) -> int:
     print(f"objective: {best['objective']}")
     print(f"trials: {', '.join(f'{k} {v}' for k, v in best['trials'].items() if v)}; wall {result.wall_s:.1f} s "
           f"with {best['workers']} worker(s)")
-    print(f"best trial {best['best_trial']}: macro-F1 {best['best_value']:.4f} "
+    score = "Dice" if best["objective"].startswith("validation Dice") else "macro-F1"
+    print(f"best trial {best['best_trial']}: {score} {best['best_value']:.4f} "
           f"(val accuracy {best['best_val_accuracy']:.4f})")
     print("  params:")
     for k, v in best["params"].items():
         print(f"    {k}: {v}")
     if best.get("baseline") and best["baseline"].get("value") is not None:
-        print(f"untuned baseline (trial {best['baseline']['trial']}): macro-F1 {best['baseline']['value']:.4f}")
+        print(f"untuned baseline (trial {best['baseline']['trial']}): {score} {best['baseline']['value']:.4f}")
     print(f"best run: {best['run_dir']}  (cloudcover export --run {best['run_dir']} ...)")
     print(f"wrote {result.study_dir / 'best.json'} and {result.study_dir / 'plots'}/")
     return 0
