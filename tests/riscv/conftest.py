@@ -1,9 +1,10 @@
-"""Fixtures for the riscv deployment tests: a tiny trained int8 model in the export stage's ART_DIR layout.
+"""Fixtures for the riscv deployment tests: a tiny trained int8 model, exported by `cloudcover export` itself.
 
 The model has every operator kind the real edge models use (conv, depthwise conv, relu6, residual add,
-global average pool, dense) at 32x32x3, is trained a few steps on seeded, separable data, and is converted
-to full-int8 TFLite exactly as `cloudcover export` does, so the compile -> cross-build -> qemu chain can be
-tested without running the training stage.
+global average pool, dense) at 32x32x3 and is trained a few steps on seeded, separable data written as a
+dataset. It is then exported by the real `cloudcover export` and compiled by the real `cloudcover compile`,
+so these tests consume exactly what the upstream stage hands over (the export -> compile contract), not a
+conversion of their own. (tests/test_end_to_end.py runs the whole chain from `cloudcover data prepare` on.)
 """
 
 from __future__ import annotations
@@ -53,46 +54,64 @@ def build_model():
     return keras.Model(inp, out)
 
 
-def make_artifacts(art: Path) -> Path:
-    """Write model.keras, model_int8.tflite, testset.npz, quant.json and preprocess.json into `art`."""
-    import keras
-    import tensorflow as tf
+BINS = [0.0, 33.0, 66.0, 100.0]  # dataset.json needs coverage edges; the classes here are brightness levels
 
+
+def write_dataset(root: Path) -> Path:
+    """The separable data as a dataset in `cloudcover data prepare`'s format (PNGs, manifest.csv, dataset.json),
+    so that `cloudcover export` reads its calibration and test images the way it reads any dataset."""
+    import csv
+
+    from PIL import Image
+
+    rows = []
+    for split, n, seed in (("train", 512, 1), ("test", N_TEST, 2)):
+        x, y = separable_data(n, seed=seed)
+        (root / split).mkdir(parents=True, exist_ok=True)
+        for k in range(n):
+            pid = f"{split}_{k:04d}"
+            Image.fromarray(np.round(x[k]).astype(np.uint8)).save(root / split / f"{pid}.png")
+            rows.append({"patch_id": pid, "roi": f"roi{k % 5}", "image": f"{split}/{pid}.png", "mask": "",
+                         "coverage_pct": "0.00", "shadow_pct": "0.00", "label": CLASS_NAMES[y[k]], "split": split})
+    with open(root / "manifest.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (root / "dataset.json").write_text(json.dumps({"classes": CLASS_NAMES, "bins": BINS, "size": SIZE,
+                                                   "source": "tests/riscv separable data"}))
+    return root
+
+
+def make_run(root: Path) -> Path:
+    """A run folder as `cloudcover train` leaves it (model.keras + preprocess.json naming the dataset), holding the
+    op-zoo model above trained a few steps on the dataset's train split."""
+    import keras
+
+    from cloudcover.train.preprocess import Preprocess, load_split
+
+    data = write_dataset(root / "dataset")
+    pre = Preprocess(input_size=SIZE, bands=3, mean=[127.5] * 3, std=[127.5] * 3, class_names=CLASS_NAMES,
+                     bins=BINS, model="op_zoo", data_dir=str(data))
     keras.utils.set_random_seed(0)
-    art.mkdir(parents=True, exist_ok=True)
-    x_train, y_train = separable_data(512, seed=1)
-    x_test, y_test = separable_data(N_TEST, seed=2)
+    x_train, y_train, _ = load_split(data, "train", pre)
     model = build_model()
     model.compile(optimizer=keras.optimizers.Adam(3e-3), jit_compile=False,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     model.fit(x_train, y_train, batch_size=32, epochs=6, verbose=0)
-    model.save(art / "model.keras")
+    run = root / "run"
+    run.mkdir(parents=True)
+    model.save(run / "model.keras")
+    pre.save(run)
+    return run
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
 
-    def rep():
-        for i in range(64):
-            yield [x_train[i : i + 1]]
+def make_artifacts(art: Path) -> Path:
+    """ART_DIR as `cloudcover export` writes it for the op-zoo run: the real upstream artifact of the compile stage
+    (model_int8.tflite, quant.json, testset.npz, preprocess.json, model.keras, ONNX files, parity report)."""
+    from cloudcover.riscv.cli import main
 
-    conv.representative_dataset = rep
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    (art / "model_int8.tflite").write_bytes(conv.convert())
-
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(art / "model_int8.tflite"))
-    i, o = it.get_input_details()[0], it.get_output_details()[0]
-
-    def q(d):
-        s, z = d["quantization"]
-        return {"shape": [int(v) for v in d["shape"]], "dtype": "int8", "scale": float(s), "zero_point": int(z)}
-
-    (art / "quant.json").write_text(json.dumps({"input": q(i), "output": q(o), "class_names": CLASS_NAMES}, indent=1))
-    (art / "preprocess.json").write_text(json.dumps({"class_names": CLASS_NAMES, "input_size": SIZE}))
-    np.savez(art / "testset.npz", x=x_test, y=y_test, ids=np.array([f"t{k}" for k in range(N_TEST)]))
+    run = make_run(art.parent / "src")
+    assert main(["export", "--run", str(run), "--out", str(art), "--calib-samples", "64"]) == 0
     return art
 
 
@@ -102,7 +121,7 @@ def artifacts(tmp_path_factory) -> Path:
     reuse = os.environ.get("CLOUDCOVER_TEST_ARTIFACTS")
     if reuse and (Path(reuse) / "model_int8.tflite").is_file():
         return Path(reuse)
-    return make_artifacts(tmp_path_factory.mktemp("artifacts"))
+    return make_artifacts(tmp_path_factory.mktemp("artifacts") / "art")
 
 
 def have_cross_tools() -> bool:
@@ -115,12 +134,14 @@ needs_device = pytest.mark.skipif(not have_cross_tools(),
 
 @pytest.fixture(scope="session")
 def compiled(artifacts, tmp_path_factory) -> Path:
-    """A build root with model/{rv64gc,rv64gcv,host} compiled from the tiny model (the `cloudcover compile` layout)."""
-    from cloudcover.export.compile import compile_model
+    """A build root with model/{rv64gc,rv64gcv,host}: `cloudcover compile` of the exported tiny model."""
+    from cloudcover.riscv.cli import main
 
     root = tmp_path_factory.mktemp("build")
     for target in ("rv64gc", "rv64gcv", "host"):
-        compile_model(artifacts / "model_int8.tflite", target, root / "model" / target, log=lambda m: None)
+        out = root / "model" / target
+        assert main(["compile", "--model", str(artifacts / "model_int8.tflite"), "--target", target,
+                     "--out", str(out)]) == 0
     return root
 
 
