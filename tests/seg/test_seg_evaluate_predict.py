@@ -94,3 +94,15 @@ def test_predict_png_for_an_rgb_run_writes_png(seg_raw, tmp_path):
     result = predict(run, [png], out=tmp_path / "p.csv", mask_dir=tmp_path / "m", progress=False)
     mask = np.asarray(Image.open(result.rows[0]["mask"]))
     assert result.rows[0]["mask"].endswith(".png") and mask.shape == (32, 32) and set(np.unique(mask)) <= {0, 255}
+
+
+@pytest.mark.slow
+def test_evaluating_a_segmenter_on_a_classification_dataset(seg_run, seg_raw, tmp_path):
+    from cloudcover.train.data.prepare import PrepareConfig, prepare
+
+    cls = tmp_path / "cls"
+    prepare(PrepareConfig(source="38cloud", input=seg_raw, out=cls, size=32, split=(0.5, 0.25, 0.25), workers=1,
+                          progress=False))
+    with pytest.raises(CloudcoverError, match="a classification dataset .* prepare --task segmentation"):
+        evaluate(seg_run.run_dir, cls, tmp_path / "eval", progress=False)
+    assert not (tmp_path / "eval").exists()

@@ -95,3 +95,28 @@ def test_lr_find_onecycle_and_finetune_size(seg_dataset, tmp_path):
             onecycle_lr(found["suggested_lr"], (epoch + 1) * steps - 1, 2 * steps), rel=1e-5)
     model, pre = load_run(out)
     assert pre.input_size == 64 and model.input_shape == (None, 64, 64, 4)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_interrupted_segmenter_resumes_and_keeps_the_best_dice(seg_dataset, tmp_path):
+    import keras
+
+    class StopAfterFirst(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                raise _Interrupt()
+
+    out = tmp_path / "run"
+    cfg = TrainConfig(data=seg_dataset, out=out, model="unet_resnet18", alpha=0.25, input_size=32, epochs=2,
+                      batch_size=4, seed=0)
+    with pytest.raises(_Interrupt):
+        train(cfg, extra_callbacks=[StopAfterFirst()], verbose=0)
+    assert not (out / "model.keras").exists() and (out / "checkpoint" / "best.weights.h5").is_file()
+    result = train(cfg, verbose=0)
+    assert len(result.history["loss"]) == 2  # the first epoch was not run again
+    assert result.best_epoch == int(np.argmax(result.history["val_dice"]))
+    assert result.val_metrics["dice"] == pytest.approx(max(result.history["val_dice"]), abs=0.02)
