@@ -8,6 +8,7 @@ does, compiled, run on the test images plus random int8 images, and compared wit
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -19,6 +20,11 @@ from .conftest import separable_data
 pytestmark = pytest.mark.slow
 
 CLASSIFIERS = ["edge_cnn", "mobilenet", "mobilenet_v3_small", "resnet50", "vgg16", "inception_v3"]
+# 2-5 minutes each on 2 shared cores (converting a full-width ResNet-50 alone takes about 2): run with
+# CLOUDCOVER_TEST_ZOO=all (measured: all 11 pass, 26 min on the loaded 2-core machine); the default slow suite
+# keeps the light ones (about 5 min), which hold the heavy ones' operators (residual add + relu,
+# concatenation, max pooling, resize) except Inception's average pooling (test_int8_ops covers it)
+HEAVY = {"resnet34", "resnet50", "vgg16", "inception_v3", "unet_resnet34"}
 
 
 def _zoo() -> list[str]:
@@ -52,6 +58,8 @@ def test_the_zoo_is_covered():
 
 @pytest.mark.parametrize("name", _zoo())
 def test_zoo_model_is_bit_exact_on_host(name, tmp_path):
+    if name in HEAVY and os.environ.get("CLOUDCOVER_TEST_ZOO") != "all":
+        pytest.skip(f"{name} is heavy: set CLOUDCOVER_TEST_ZOO=all to run it")
     import keras
 
     from cloudcover.export.compile import compile_model
