@@ -42,13 +42,6 @@ class Task:
     manifest_columns: ClassVar[tuple[str, ...]]
     predict_columns: ClassVar[tuple[str, ...]]  # leading CSV columns of `cloudcover predict`
 
-    def better(self, a: float, b: float) -> bool:
-        """Whether monitor value a beats b."""
-        return a < b if self.monitor_mode == "min" else a > b
-
-    def worst(self) -> float:
-        return float("inf") if self.monitor_mode == "min" else float("-inf")
-
     # -- data -----------------------------------------------------------------------------------------
     def load_split(self, data_dir: str | Path, split: str, pre) -> tuple[np.ndarray, np.ndarray, list[str]]:
         raise NotImplementedError

@@ -174,8 +174,11 @@ def plot_history(history: dict[str, list[float]], path: Path, curves: Sequence[s
         for label, epoch in (marks or {}).items():
             ax.axvline(epoch + 0.5, color="0.5", ls=":", lw=1)
             ax.text(epoch + 0.6, ax.get_ylim()[1], label, va="top", fontsize=8, color="0.3")
+        values = [v for k in (metric, f"val_{metric}") for v in history.get(k, []) if np.isfinite(v)]
+        if metric == "loss" and values and min(values) > 0 and max(values) / min(values) > 30:
+            ax.set_yscale("log")  # from scratch, epoch 1's val_loss (BatchNorm warm-up) would flatten the rest
         ax.set_xlabel("epoch")
-        ax.set_title(metric)
+        ax.set_title(metric + (" (log scale)" if ax.get_yscale() == "log" else ""))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
@@ -410,6 +413,7 @@ def train(config: TrainConfig, extra_callbacks: Sequence["keras.callbacks.Callba
             write_text(stage1, json.dumps({"epochs": len(history.get("loss", []))}) + "\n")
     best_epoch = _best_epoch(history, task)
     marks: dict[str, int] = {}
+    fine_times: list[float] = []  # epoch seconds at --finetune-size (kept apart: another image size)
     x_eval, y_eval = x_val, y_val
     if config.finetune_size:
         # Progressive resizing: the same weights at a larger input (both heads are size-independent), the
@@ -428,7 +432,7 @@ def train(config: TrainConfig, extra_callbacks: Sequence["keras.callbacks.Callba
             write_text(fdir / "config.json", "{}\n")
         n_fine = config.finetune_epochs or max(1, config.epochs // 3)
         fine_hist = _fit_stage(fine, task, config, (xb, yb, xvb, yvb, num_classes), fdir, lr / 10, n_fine,
-                               not fresh, extra_callbacks, verbose, times)
+                               not fresh, extra_callbacks, verbose, fine_times)
         marks = {f"fine-tune at {config.finetune_size} px": len(history.get("loss", []))}
         fine_best = _best_epoch(fine_hist, task)
         n1 = len(history.get("loss", []))
@@ -458,6 +462,7 @@ def train(config: TrainConfig, extra_callbacks: Sequence["keras.callbacks.Callba
                "val_images": int(len(x_val)), "class_weights": task.class_weights(y_train, num_classes),
                "best_epoch": best_epoch, "monitor": task.monitor, "epochs_run": len(history.get("loss", [])),
                "lr": lr, "images_per_s": images_per_s, "epoch_train_seconds": times,
+               "finetune_epoch_train_seconds": fine_times,
                "macs": count_macs(model), "params": int(model.count_params()), "input_size": pre.input_size}
     write_text(run_dir / "train.json", json.dumps(summary, indent=2) + "\n")
     shutil.rmtree(ckpt, ignore_errors=True)
