@@ -120,9 +120,15 @@ def write_mask(path: Path, mask: np.ndarray, valid: np.ndarray, profile: dict | 
                     compress="deflate")
         if profile.get("crs") is not None:
             meta.update(crs=profile["crs"], transform=profile["transform"])
-        with atomic_path(path) as tmp, rasterio.open(tmp, "w", **meta) as dst:
-            dst.write(data[None])
-            dst.set_band_description(1, "cloud mask: 1 cloud, 0 clear, 255 nodata")
+        import warnings
+
+        from rasterio.errors import NotGeoreferencedWarning
+
+        with warnings.catch_warnings():  # 38-Cloud inputs carry no georeferencing to keep
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with atomic_path(path) as tmp, rasterio.open(tmp, "w", **meta) as dst:
+                dst.write(data[None])
+                dst.set_band_description(1, "cloud mask: 1 cloud, 0 clear, 255 nodata")
     else:
         from PIL import Image
 
