@@ -6,9 +6,10 @@ ART_DIR/ (built in a temp folder and renamed whole, so an interrupted export lea
     model_int8.onnx     onnxruntime static QDQ, per-channel int8 weights
     parity.json/.md     accuracy, agreement, score differences, sizes (see parity.py)
     model.keras, preprocess.json   copies from the run
-    testset.npz         x float32 [N,H,W,C] (raw pixels, what the float model takes), y int64, ids;
-                        also keras_logits float32 [N,K] and tflite_int8 int8 [N,K] (reference kernels)
-    quant.json          input/output int8 quantization (shape, dtype, scale, zero_point), class_names
+    testset.npz         x float32 [N,H,W,C] (raw pixels, what the float model takes), y (int64 classes, or uint8
+                        masks 0/1/255 for a segmenter), ids; also keras_logits float32 and tflite_int8 int8 (the
+                        model's output shape: [N,K] or [N,H,W,1]; reference kernels)
+    quant.json          task, input/output int8 quantization (shape, dtype, scale, zero_point), class_names
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from cloudcover.export import onnx_export, parity, tflite_export
 from cloudcover.export.calibration import DEFAULT_CALIBRATION, Calibration
 from cloudcover.train.atomic import atomic_dir, check_replaceable
 from cloudcover.train.errors import CloudcoverError
-from cloudcover.train.preprocess import load_images, load_split, read_dataset
+from cloudcover.train.preprocess import load_images, read_dataset
+from cloudcover.train.task import get_task
 from cloudcover.train.training import load_run
 
 ARTIFACTS = ("model_int8.tflite", "model_fp32.onnx", "model_int8.onnx", "parity.json", "parity.md", "model.keras",
@@ -62,7 +64,8 @@ def export_run(run_dir: str | Path, out: str | Path, calib_samples: int = 200, d
         raise CloudcoverError(f"dataset {data} not found or has no manifest.csv (pass --data DATASET_DIR)")
     t0 = time.perf_counter()
     calib = calibration_images(data, pre, calib_samples)
-    x, y, ids = load_split(data, "test", pre)
+    task = get_task(pre.task)
+    x, y, ids = task.load_split(data, "test", pre)
     if len(x) == 0:
         raise CloudcoverError(f"{data / 'manifest.csv'} has no test split to check parity on")
     log(f"export: {len(calib)} calibration images ({calibration} ranges), {len(x)} test images from {data}")
@@ -86,22 +89,23 @@ def export_run(run_dir: str | Path, out: str | Path, calib_samples: int = 200, d
         def size(name: str) -> int:
             return (tmp / name).stat().st_size
 
+        def compare(name: str, file: str, scores: np.ndarray, note: str = "") -> dict:
+            return parity.compare(name, file, size(file), scores, ref, y, task=pre.task, note=note)
+
         rows = [
-            parity.compare("keras fp32", "model.keras", size("model.keras"), ref, ref, y),
-            parity.compare("tflite int8", "model_int8.tflite", size("model_int8.tflite"), tfl_ref, ref, y,
-                           note="ai_edge_litert interpreter, reference kernels (OpResolverType.BUILTIN_REF), "
-                                "the bit-exact oracle"),
-            parity.compare("tflite int8 (default kernels)", "model_int8.tflite", size("model_int8.tflite"), tfl_opt,
-                           ref, y, note="ai_edge_litert interpreter, default resolver (optimized kernels + XNNPACK)"),
-            parity.compare("onnx fp32", "model_fp32.onnx", size("model_fp32.onnx"), onnx32, ref, y,
-                           note="onnxruntime CPUExecutionProvider"),
-            parity.compare("onnx int8", "model_int8.onnx", size("model_int8.onnx"), onnx8, ref, y,
-                           note="onnxruntime, QDQ per-channel int8"),
+            compare("keras fp32", "model.keras", ref),
+            compare("tflite int8", "model_int8.tflite", tfl_ref,
+                    "ai_edge_litert interpreter, reference kernels (OpResolverType.BUILTIN_REF), the bit-exact oracle"),
+            compare("tflite int8 (default kernels)", "model_int8.tflite", tfl_opt,
+                    "ai_edge_litert interpreter, default resolver (optimized kernels + XNNPACK)"),
+            compare("onnx fp32", "model_fp32.onnx", onnx32, "onnxruntime CPUExecutionProvider"),
+            compare("onnx int8", "model_int8.onnx", onnx8, "onnxruntime, QDQ per-channel int8"),
         ]
         qin, qout = tflite_export.io_quant(tmp / "model_int8.tflite")
-        quant = {"input": qin.to_json(), "output": qout.to_json(), "class_names": pre.class_names}
+        quant = {"task": pre.task, "input": qin.to_json(), "output": qout.to_json(), "class_names": pre.class_names}
         (tmp / "quant.json").write_text(json.dumps(quant, indent=2) + "\n")
-        np.savez_compressed(tmp / "testset.npz", x=x.astype(np.float32), y=y.astype(np.int64), ids=np.array(ids),
+        labels = y.astype(np.uint8 if task.name == "segmentation" else np.int64)  # masks: 0/1/255 (nodata)
+        np.savez_compressed(tmp / "testset.npz", x=x.astype(np.float32), y=labels, ids=np.array(ids),
                             keras_logits=ref, tflite_int8=q_ref)
         extra = {"run": str(run_dir.resolve()), "data": str(data.resolve()), "model": pre.model,
                  "input_size": pre.input_size, "calib_samples": int(len(calib)), "calibration": str(calibration),
