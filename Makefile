@@ -28,7 +28,7 @@ DEMO_TRAIN_FLAGS ?= --alpha 1.5 --epochs 40 --patience 40 --label-smoothing 0.1
 DEMO_QAT_EPOCHS ?= 4
 comma := ,
 
-.PHONY: help setup apt venv qemu demo test test-fast riscv-build bench tune-demo clean
+.PHONY: help setup apt venv qemu demo seg-demo test test-fast riscv-build bench tune-demo clean
 
 help:
 	@echo "make demo        install everything, then run data -> train -> export -> compile -> riscv -> bench"
@@ -36,6 +36,7 @@ help:
 	@echo "make test-fast   the tests not marked slow"
 	@echo "make setup       install Debian packages, .venv and the instruction-counting qemu (idempotent)"
 	@echo "make riscv-build cross-build build/riscv64/cloudcover-infer for the compiled demo model"
+	@echo "make seg-demo    segmentation leg: 38-Cloud-like synth -> prepare --task segmentation -> edge UNet -> demo/seg_eval"
 	@echo "make tune-demo   a small Optuna study (2 workers) on the demo dataset"
 
 setup: apt venv qemu
@@ -82,6 +83,7 @@ BINARIES := $(BUILD_DIR)/riscv64/cloudcover-infer $(BUILD_DIR)/riscv64/cloudcove
 demo: setup
 	$(MAKE) --no-print-directory bench
 	$(CC_CLI) evaluate --run $(DEMO_DIR)/run --data $(DEMO_DIR)/dataset --out $(DEMO_DIR)/eval --quiet
+	$(MAKE) --no-print-directory seg-demo
 	@echo; cat $(DEMO_DIR)/artifacts/parity.md; echo; cat reports/bench.md
 
 $(RAW):
@@ -96,6 +98,25 @@ $(ART): $(RUN)
 	$(CC_CLI) export --run $(DEMO_DIR)/run --calib-samples 1000 --out $(DEMO_DIR)/artifacts
 $(BUILD_DIR)/model/%/model.json: $(ART)
 	$(CC_CLI) compile --model $(ART) --target $* --out $(BUILD_DIR)/model/$*
+
+# Segmentation leg: 240 synthetic 38-Cloud-like patches (4 bands, 96 px, 30 scenes, 32 test patches) and the
+# edge-sized UNet (unet_resnet18, alpha 0.25, 54.6 M MACs), 30 epochs. (On the device: a later issue.)
+DEMO_SEG_N ?= 240
+DEMO_SEG_SIZE ?= 96
+DEMO_SEG_TRAIN_FLAGS ?= --model unet_resnet18 --alpha 0.25 --epochs 30 --lr 3e-3
+SEG_RAW := $(DEMO_DIR)/seg_raw/synth.json
+SEG_DATASET := $(DEMO_DIR)/seg_dataset/manifest.csv
+SEG_RUN := $(DEMO_DIR)/seg_run/model.keras
+
+$(SEG_RAW):
+	$(CC_CLI) data synth --format 38cloud --out $(DEMO_DIR)/seg_raw --n $(DEMO_SEG_N) --size $(DEMO_SEG_SIZE) --seed 0
+$(SEG_DATASET): $(SEG_RAW)
+	$(CC_CLI) data prepare --task segmentation --source 38cloud --input $(DEMO_DIR)/seg_raw --out $(DEMO_DIR)/seg_dataset --seed 0
+$(SEG_RUN): $(SEG_DATASET)
+	$(CC_CLI) train --data $(DEMO_DIR)/seg_dataset --input-size $(DEMO_SEG_SIZE) $(DEMO_SEG_TRAIN_FLAGS) --out $(DEMO_DIR)/seg_run
+
+seg-demo: setup $(SEG_RUN)
+	$(CC_CLI) evaluate --run $(DEMO_DIR)/seg_run --out $(DEMO_DIR)/seg_eval --quiet
 
 # Cross-build cloudcover-infer for the compiled demo model: $(BUILD_DIR)/riscv64/cloudcover-infer (rv64gc) and
 # $(BUILD_DIR)/riscv64/cloudcover-infer-rv64gcv (static RISC-V ELFs).
