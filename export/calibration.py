@@ -121,8 +121,8 @@ def _observe(buf: bytes, calib: np.ndarray, tensors: list[int], seed: int = 0) -
     return {t: np.concatenate(s) for t, s in samples.items()}
 
 
-def calibrated_ranges(model: "keras.Model", calib: np.ndarray, cal: Calibration) -> tuple[bytes, dict]:
-    """The converter's calibrated float model with activation ranges chosen by `cal`, and what changed."""
+def int8_converter(model: "keras.Model", calib: np.ndarray):
+    """TFLiteConverter set up for full-integer int8 ops, calibrated on `calib` one image at a time."""
     import tensorflow as tf
 
     def representative():
@@ -133,6 +133,12 @@ def calibrated_ranges(model: "keras.Model", calib: np.ndarray, cal: Calibration)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter
+
+
+def calibrated_ranges(model: "keras.Model", calib: np.ndarray, cal: Calibration) -> tuple[bytes, dict]:
+    """The converter's calibrated float model with activation ranges chosen by `cal`, and what changed."""
+    converter = int8_converter(model, calib)
     converter._experimental_calibrate_only = True  # stop after calibration: min/max recorded, nothing quantized
     buf = bytearray(converter.convert())
     slots = _range_slots(bytes(buf))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cloudcover.export.calibration import Calibration, convert_tflite
+from cloudcover.export.calibration import Calibration, convert_tflite, int8_converter
 from cloudcover.train.errors import CloudcoverError
 
 if TYPE_CHECKING:
@@ -50,15 +50,7 @@ def convert_int8(model: "keras.Model", calib: np.ndarray, path: str | Path, cal:
     if cal is not None and cal.method != "minmax":
         Path(path).write_bytes(convert_tflite(model, calib, cal))
         return
-
-    def representative():
-        for i in range(len(calib)):
-            yield [calib[i : i + 1].astype(np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter = int8_converter(model, calib)
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     Path(path).write_bytes(converter.convert())
