@@ -17,10 +17,10 @@ if TYPE_CHECKING:
     from cloudcover.train.training import Augment
 
 
-def augmenter(aug: "Augment", seed: int):
-    """A function (images [B,H,W,C], float32) -> augmented images, built from Keras preprocessing layers."""
+def geometric_layers(aug: "Augment", seed: int) -> list:
+    """The Keras random flip / rotation / translation / zoom layers `aug` asks for, seeded (shared by the
+    classifier's image pipeline and the segmenter's joint image + mask one)."""
     import keras
-    import tensorflow as tf
 
     layers: list = []
     mode = "horizontal_and_vertical" if aug.hflip and aug.vflip else "horizontal" if aug.hflip else "vertical"
@@ -33,6 +33,14 @@ def augmenter(aug: "Augment", seed: int):
                                                      seed=seed + 2))
     if aug.zoom > 0:
         layers.append(keras.layers.RandomZoom((-aug.zoom, aug.zoom), fill_mode="reflect", seed=seed + 3))
+    return layers
+
+
+def augmenter(aug: "Augment", seed: int):
+    """A function (images [B,H,W,C], float32) -> augmented images, built from Keras preprocessing layers."""
+    import tensorflow as tf
+
+    layers = geometric_layers(aug, seed)
 
     def apply(images: "tf.Tensor") -> "tf.Tensor":
         for layer in layers:

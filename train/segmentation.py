@@ -102,20 +102,11 @@ def load_split(data_dir: str | Path, split: str, pre: "Preprocess", workers: int
 def augmenter(aug: "Augment", seed: int):
     """(images [B,H,W,C], masks [B,H,W,1]) -> both moved by the same random geometric transform; brightness
     changes the image only."""
-    import keras
     import tensorflow as tf
 
-    layers: list = []
-    mode = "horizontal_and_vertical" if aug.hflip and aug.vflip else "horizontal" if aug.hflip else "vertical"
-    if aug.hflip or aug.vflip:
-        layers.append(keras.layers.RandomFlip(mode, seed=seed))
-    if aug.rotation > 0:
-        layers.append(keras.layers.RandomRotation(aug.rotation / 360.0, fill_mode="reflect", seed=seed + 1))
-    if aug.width_shift > 0 or aug.height_shift > 0:
-        layers.append(keras.layers.RandomTranslation(aug.height_shift, aug.width_shift, fill_mode="reflect",
-                                                     seed=seed + 2))
-    if aug.zoom > 0:
-        layers.append(keras.layers.RandomZoom((-aug.zoom, aug.zoom), fill_mode="reflect", seed=seed + 3))
+    from cloudcover.train.pipeline import geometric_layers
+
+    layers = geometric_layers(aug, seed)
 
     def apply(images: "tf.Tensor", masks: "tf.Tensor") -> tuple["tf.Tensor", "tf.Tensor"]:
         for layer in layers:
