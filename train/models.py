@@ -308,6 +308,32 @@ def _resnet34(size: int, bands: int, alpha: float) -> "keras.Model":
     return _resnet_classifier_backbone(size, bands, alpha, "resnet34")
 
 
+@register_model("resnet8", default_size=32, min_size=32, description=(
+    "MLPerf Tiny's ResNet-8 (CIFAR-10 reference, about 12.5 M MACs at 32 px; the benchmark network)"))
+def _resnet8(size: int, bands: int, alpha: float) -> "keras.Model":
+    """MLPerf Tiny image classification's `resnet_v1_eembc` (mlcommons/tiny, training/image_classification/
+    keras_model.py): a 3x3 stem of 16 filters, three stacks of two 3x3 convolutions (16, 32, 64 filters; the
+    second and third stride 2 with a 1x1 strided projection shortcut), residual add, ReLU. The reference's
+    average pooling over the whole 8x8 map, flatten and Dense are the classification head (GAP -> Dense)."""
+    import keras
+    from keras import layers
+
+    def conv(x, filters, kernel, stride, name):
+        return layers.Conv2D(filters, kernel, strides=stride, padding="same", kernel_initializer="he_normal",
+                             name=name)(x)
+
+    inputs = keras.Input((size, size, bands))
+    x = layers.ReLU(name="stem_relu")(layers.BatchNormalization(name="stem_bn")(conv(inputs, 16, 3, 1, "stem_conv")))
+    for s, (filters, stride) in enumerate(((16, 1), (32, 2), (64, 2))):
+        y = conv(x, filters, 3, stride, f"stack{s + 1}_a_conv")
+        y = layers.ReLU(name=f"stack{s + 1}_a_relu")(layers.BatchNormalization(name=f"stack{s + 1}_a_bn")(y))
+        y = layers.BatchNormalization(name=f"stack{s + 1}_b_bn")(conv(y, filters, 3, 1, f"stack{s + 1}_b_conv"))
+        if stride != 1:
+            x = conv(x, filters, 1, stride, f"stack{s + 1}_proj")
+        x = layers.ReLU(name=f"stack{s + 1}_out")(layers.Add(name=f"stack{s + 1}_add")([x, y]))
+    return keras.Model(inputs, x, name="resnet8")
+
+
 @register_model("unet_resnet18", default_size=96, min_size=32, uses_alpha=True, task="segmentation",
                 size_multiple=32, default_alpha=1.0,
                 description="UNet on a ResNet-18 encoder (segmenter; alpha 0.25 for the edge-sized variant)")

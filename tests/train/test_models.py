@@ -54,3 +54,17 @@ def test_backbone_weights_load_from_a_local_file(tmp_path):
     backbone.save_weights(path)
     dst = create_model("edge_cnn", num_classes=3, input_size=32, weights=path)
     np.testing.assert_array_equal(dst.layers[1].get_weights()[0], backbone.get_weights()[0])
+
+
+def test_resnet8_is_mlperf_tinys_reference_network():
+    """Hand count of the reference ResNet-8 (mlcommons/tiny): stem 32*32*16*27, stack 1 two 32*32*16*144,
+    stack 2 16*16*32*(144 + 288 + 16), stack 3 8*8*64*(288 + 576 + 32), Dense 64*10."""
+    model = create_model("resnet8", num_classes=10)
+    assert model.input_shape == (None, 32, 32, 3)
+    expected = (32 * 32 * 16 * 27 + 2 * 32 * 32 * 16 * 144 + 16 * 16 * 32 * (144 + 288 + 16)
+                + 8 * 8 * 64 * (288 + 576 + 32) + 64 * 10)
+    assert count_macs(model) == expected  # 12,501,632: the "about 12.5 M MACs" of the benchmark
+    backbone = model.get_layer("resnet8")
+    convs = [l for l in backbone.layers if l.__class__.__name__ == "Conv2D"]
+    assert sorted(l.filters for l in convs) == [16, 16, 16, 32, 32, 32, 64, 64, 64]
+    assert sum(l.__class__.__name__ == "Add" for l in backbone.layers) == 3
