@@ -1,4 +1,4 @@
-"""`cloudcover compile`: a quantized .tflite/.onnx model -> a runtime-free C build folder for one target.
+"""`cloudcover compile`: a .tflite/.onnx model (fp32, int8, ONNX QDQ) -> a runtime-free C build folder for one target.
 
     OUT/model.c      generated tables (codegen.py) + cc_model_run
     OUT/kernels.o    the TIR kernels, built by TVM with LLVM for the target
@@ -7,7 +7,11 @@
 
 Stages: relax_import -> [int8_lowering] -> lowering (pass pipeline, flat call list) -> memplan -> codegen;
 TVM builds the kernels. `compute="int8"` rewrites the importer's dequantize -> float op -> quantize patterns
-into integer kernels bit-exact with TFLite's reference kernels; `"float"` keeps TVM's float route.
+into integer kernels (TFLite: bit-exact with its reference kernels; ONNX QDQ: ONNX's arithmetic, rounding
+half to even, see int8ops/qdq_*.py); `"float"` keeps TVM's float route; `"auto"` (default) is int8 for a
+quantized model and float for a float one. Input and outputs keep the model's dtypes (float32, int8,
+uint8); an ONNX QDQ model compiled for int8 reads and writes the int8 tensors inside its edge
+Quantize/DequantizeLinear (their scale and zero point are in model.json).
 The folder is written atomically: a failed compile leaves the previous one (or nothing) behind.
 """
 
@@ -20,13 +24,14 @@ from pathlib import Path
 from cloudcover.train.atomic import atomic_dir, check_replaceable
 from cloudcover.train.errors import CloudcoverError
 
-from . import codegen, int8_lowering, lowering, memplan, relax_import
+from . import codegen, int8_lowering, kernel_stats, lowering, memplan, relax_import
 from .targets import get_target
 
-COMPUTES = ("int8", "float")
+COMPUTES = ("auto", "int8", "float")
 # int8: bit-exact with TFLite's reference kernels (tests/riscv/test_int8_lowering.py), its requantization
 # fused into the conv/matmul loop (lowering.schedule_kernels). The float route stays available for comparison.
-DEFAULT_COMPUTE = "int8"
+DEFAULT_COMPUTE = "auto"
+IO_DTYPES = ("int8", "uint8", "float32")  # what cloudcover-infer and the C API carry
 
 
 def model_name(model_path: Path) -> str:
@@ -42,12 +47,23 @@ def model_name(model_path: Path) -> str:
 
 
 def read_quant(model_path: Path) -> dict:
-    """Input/output quantization and class names: quant.json beside the model, else the TFLite flatbuffer."""
+    """Input/output quantization, class names and task: the model file's own metadata (model_meta), else
+    quant.json beside the model, else the TFLite flatbuffer and preprocess.json."""
+    from .model_meta import read_embedded
+
+    emb = read_embedded(model_path)
+    if emb:
+        return {"input": emb.get("input"), "output": emb.get("output"), "class_names": emb.get("class_names"),
+                "task": emb.get("task"), "from": "model metadata"}
     qfile = model_path.parent / "quant.json"
+    if qfile.is_file() and model_path.suffix == ".tflite":  # quant.json describes the int8 TFLite file
+        q = json.loads(qfile.read_text())
+        return {"input": q.get("input"), "output": q.get("output"), "class_names": q.get("class_names"),
+                "task": q.get("task"), "from": str(qfile)}
+    info: dict = {"input": None, "output": None, "class_names": None, "task": None, "from": None}
     if qfile.is_file():
         q = json.loads(qfile.read_text())
-        return {"input": q.get("input"), "output": q.get("output"), "class_names": q.get("class_names")}
-    info: dict = {"input": None, "output": None, "class_names": None}
+        info.update(class_names=q.get("class_names"), task=q.get("task"), **{"from": str(qfile)})
     if model_path.suffix == ".tflite":
         import tflite
 
@@ -59,18 +75,17 @@ def read_quant(model_path: Path) -> dict:
             if q is not None and q.ScaleLength():
                 info[key] = {"scale": float(q.Scale(0)), "zero_point": int(q.ZeroPoint(0))}
     pre = model_path.parent / "preprocess.json"
-    if pre.is_file():
-        info["class_names"] = json.loads(pre.read_text()).get("class_names")
+    if pre.is_file() and not info["class_names"]:
+        p = json.loads(pre.read_text())
+        info["class_names"], info["task"] = p.get("class_names"), info["task"] or p.get("task")
     return info
 
 
 def check_integer(float_ops: list[str], kernel_floats: dict[str, set[str]], model_path: Path) -> None:
     """An int8 build computes wholly in integers or fails naming what is left: never a silent float kernel."""
     if float_ops:
-        hint = (" (the int8 lowering reads TFLite's patterns: compile model_int8.tflite)"
-                if model_path.suffix == ".onnx" else "")
         raise CloudcoverError(
-            f"{model_path.name}: no integer lowering for {', '.join(float_ops)} (left on TVM's float route){hint}; "
+            f"{model_path.name}: no integer lowering for {', '.join(float_ops)} (left on TVM's float route); "
             "compile with --compute float to build it on the float route")
     if kernel_floats:
         names = ", ".join(f"{k} ({'/'.join(sorted(v))})" for k, v in sorted(kernel_floats.items()))
@@ -79,7 +94,7 @@ def check_integer(float_ops: list[str], kernel_floats: dict[str, set[str]], mode
 
 
 def compile_model(model_path: str | Path, target_name: str, out_dir: str | Path, log=print,
-                  compute: str = DEFAULT_COMPUTE) -> dict:
+                  compute: str = DEFAULT_COMPUTE, schedules: str = lowering.DEFAULT_SCHEDULES) -> dict:
     check_replaceable(out_dir, "model.json", "a compiled model folder")
     import tvm
     from tvm import tirx
@@ -89,21 +104,30 @@ def compile_model(model_path: str | Path, target_name: str, out_dir: str | Path,
         raise CloudcoverError(f"unknown compute {compute!r} (expected one of {', '.join(COMPUTES)})")
     target = get_target(target_name)
     t0 = time.time()
-    mod = relax_import.import_model(model_path)
+    mod, edges = relax_import.import_model_edges(model_path, int8_edges=compute != "float")
+    if compute == "auto":
+        compute = "int8" if int8_lowering.is_quantized(mod) else "float"
+        log(f"compute {compute} ({'a quantized' if compute == 'int8' else 'a float'} model)")
+    elif compute == "int8" and not int8_lowering.is_quantized(mod):
+        raise CloudcoverError(f"{model_path.name} is a float model (no quantized tensor); compile it with "
+                              "--compute float (or quantize it first: cloudcover export writes int8 forms)")
     macs = lowering.count_macs(mod)
     rewritten: dict[str, int] = {}
     if compute == "int8":
-        mod, rewritten = int8_lowering.lower_int8(mod)
+        source = "onnx" if model_path.suffix.lower() == ".onnx" else "tflite"
+        mod, rewritten = int8_lowering.lower_int8(mod, source=source)
         log("int8 lowering: " + (", ".join(f"{n} {k}" for k, n in sorted(rewritten.items())) or "no pattern matched"))
     float_ops = int8_lowering.float_ops(mod)
     if compute == "int8":
         check_integer(float_ops, {}, model_path)
-    else:
+    elif int8_lowering.is_quantized(mod):
         log("float route: TVM's dequantize -> float32 op -> quantize kernels (not bit-exact with TFLite's "
             "reference kernels)")
     # the loop-fusing schedule is for the integer route (its requantization chain); the float route keeps
     # TVM's default loop nests, the reference it is compared with
-    lowered = lowering.lower(mod, schedule=compute == "int8", vector="+v" in target.llvm.get("mattr", []))
+    # (`schedules`: lowering.SCHEDULES; "naive" is the first fused-loop schedule, kept for the kernel benchmark)
+    lowered = lowering.lower(mod, schedule=schedules if compute == "int8" else False,
+                             vector="+v" in target.llvm.get("mattr", []))
     graph = lowering.extract_graph(lowered)
     kernels = lowering.kernel_module(lowered)
     kernel_floats = int8_lowering.kernel_float_dtypes(kernels)
@@ -112,12 +136,10 @@ def compile_model(model_path: str | Path, target_name: str, out_dir: str | Path,
     log(f"imported and lowered {model_path.name}: {len(graph.steps)} kernel calls, {macs:,} MACs "
         f"({time.time() - t0:.1f} s)")
 
-    for key, t in (("input", graph.tensors[graph.input]), ("output", graph.tensors[graph.output])):
-        if t.dtype != "int8":
-            hint = (" (an ONNX QDQ model keeps float input/output: compile model_int8.tflite instead)"
-                    if model_path.suffix == ".onnx" else "")
-            raise CloudcoverError(f"{model_path}: model {key} is {t.dtype}; cloudcover-infer needs a "
-                                  f"full-int8 model (int8 input and output){hint}")
+    for key, t in [("input", graph.tensors[graph.input])] + [("output", graph.tensors[i]) for i in graph.outputs]:
+        if t.dtype not in IO_DTYPES:
+            raise CloudcoverError(f"{model_path}: model {key} {t.name} is {t.dtype}; cloudcover-infer carries "
+                                  f"{', '.join(IO_DTYPES)} inputs and outputs")
 
     inter = graph.of_kind("intermediate")
     buffers = [memplan.Buffer(t.name, t.nbytes, t.first_use, t.last_use) for t in inter]
@@ -132,8 +154,9 @@ def compile_model(model_path: str | Path, target_name: str, out_dir: str | Path,
         raise CloudcoverError(f"TVM could not build the kernels for {target.name}: {' '.join(str(exc).split())[:400]}") from exc
     log(f"built {len(kernels.functions)} kernels for {target.name} ({time.time() - t0:.1f} s)")
 
-    tin, tout = graph.tensors[graph.input], graph.tensors[graph.output]
+    tin = graph.tensors[graph.input]
     quant = read_quant(model_path)
+    outputs = _outputs(graph, edges, quant)
     name = model_name(model_path)
     title = f"{name} for {target.name}"
     info = {
@@ -142,9 +165,14 @@ def compile_model(model_path: str | Path, target_name: str, out_dir: str | Path,
         "target": target.name,
         "llvm_target": target.llvm,
         "tvm_version": tvm.__version__,
-        "input": {"shape": list(tin.shape), "dtype": tin.dtype, "bytes": tin.nbytes, **(quant["input"] or {})},
-        "output": {"shape": list(tout.shape), "dtype": tout.dtype, "bytes": tout.nbytes, **(quant["output"] or {})},
+        "input": {"shape": list(tin.shape), "dtype": tin.dtype, "bytes": tin.nbytes,
+                  **_quant_of(tin.dtype, edges.input, quant["input"])},
+        "output": outputs[0],  # the first output (most models have one); all of them in "outputs"
+        "outputs": outputs,
+        "output_bytes": codegen.output_layout(graph)[1],  # one inference's output buffer (outputs at offsets)
         "class_names": quant["class_names"],
+        "task": quant.get("task"),
+        "metadata_from": quant.get("from"),
         "macs": macs,
         "weights_bytes": sum(t.nbytes for t in graph.of_kind("const")),
         "weights_dtypes": sorted({t.dtype for t in graph.of_kind("const")}),
@@ -155,10 +183,13 @@ def compile_model(model_path: str | Path, target_name: str, out_dir: str | Path,
         "int8_compute": not kernel_floats,  # int8_lowering.int8_compute: no float value in any kernel
         "float_ops": float_ops,
         "int8_ops": rewritten,
-        "lowering": ("int8 (TFLite reference-kernel integer arithmetic)"
+        "lowering": (("int8 (ONNX QDQ arithmetic, round half to even)" if model_path.suffix.lower() == ".onnx"
+                      else "int8 (TFLite reference-kernel integer arithmetic)")
                      if compute == "int8" else "tvm-float (dequantize -> float op -> quantize)"),
         "kernels": sorted(gv.name_hint for gv in kernels.functions),
         "steps": [s.kernel for s in graph.steps],
+        "schedules": schedules if compute == "int8" else None,
+        "kernel_macs": kernel_stats.kernel_macs(kernels),  # per call, for the per-kernel profile
         "memory_plan": [{"name": b.name, "size": b.size, "first_use": b.first_use, "last_use": b.last_use,
                          "offset": plan.offsets[b.name]} for b in buffers],
     }
@@ -169,3 +200,25 @@ def compile_model(model_path: str | Path, target_name: str, out_dir: str | Path,
     log(f"wrote {out_dir} (arena {plan.arena_bytes:,} B, workspace {workspace:,} B, weights "
         f"{info['weights_bytes']:,} B, {time.time() - t0:.1f} s)")
     return info
+
+
+def _quant_of(dtype: str, edge: dict | None, meta: dict | None) -> dict:
+    """Scale and zero point of an int8/uint8 model input or output: the QDQ edge the import moved to the host,
+    else the model's metadata; a float tensor has none."""
+    if dtype == "float32":
+        return {}
+    if edge is not None:
+        return {"scale": edge["scale"], "zero_point": edge["zero_point"], "quantize_on_host": True,
+                **({"host_ops": edge["host_ops"]} if edge.get("host_ops") else {})}
+    return {k: v for k, v in (meta or {}).items() if k in ("scale", "zero_point")}
+
+
+def _outputs(graph, edges, quant: dict) -> list[dict]:
+    offsets, _ = codegen.output_layout(graph)
+    out = []
+    for k, i in enumerate(graph.outputs):
+        t = graph.tensors[i]
+        edge = edges.outputs[k] if k < len(edges.outputs) else None
+        out.append({"name": t.name, "shape": list(t.shape), "dtype": t.dtype, "bytes": t.nbytes, "offset": offsets[i],
+                    **_quant_of(t.dtype, edge, quant["output"] if k == 0 else None)})
+    return out

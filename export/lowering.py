@@ -43,7 +43,12 @@ class Graph:
     tensors: list[Tensor] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     input: int = -1
-    output: int = -1
+    outputs: list[int] = field(default_factory=list)  # in the model's output order
+
+    @property
+    def output(self) -> int:
+        """The first (for most models the only) output."""
+        return self.outputs[0]
 
     def of_kind(self, kind: str) -> list[Tensor]:
         return [t for t in self.tensors if t.kind == kind]
@@ -58,9 +63,13 @@ PIPELINE_NAMES = ("LegalizeOps", "AnnotateTIROpPattern", "FoldConstant", "FuseOp
                   "DeadCodeElimination", "AttachGlobalSymbol")
 
 
-def lower(mod, schedule: bool = True, vector: bool = False):
-    """Run the runtime-free pass pipeline from the notes, then (`schedule`) `schedule_kernels`; returns the
-    lowered IRModule."""
+SCHEDULES = ("tuned", "naive")  # tuned: export/schedules (recorded choices, else defaults); naive: the first one
+DEFAULT_SCHEDULES = "tuned"
+
+
+def lower(mod, schedule: bool | str = True, vector: bool = False):
+    """Run the runtime-free pass pipeline from the notes, then schedule the kernels (`schedule`: True or
+    "tuned" = export/schedules, "naive" = `schedule_kernels` alone, False = none); returns the lowered IRModule."""
     import tvm
     from tvm import relax
 
@@ -71,7 +80,17 @@ def lower(mod, schedule: bool = True, vector: bool = False):
             lowered = rest(_table_lookups_injective(first(mod)))
     except Exception as exc:
         raise CloudcoverError(f"TVM lowering failed: {' '.join(str(exc).split())[:400]}") from exc
-    return schedule_kernels(lowered, vector) if schedule else lowered
+    if schedule is False:
+        return lowered
+    if schedule is True:
+        schedule = DEFAULT_SCHEDULES
+    if schedule not in SCHEDULES:
+        raise CloudcoverError(f"unknown schedules {schedule!r} (expected one of {', '.join(SCHEDULES)})")
+    if schedule == "naive":
+        return schedule_kernels(lowered, vector)
+    from . import schedules
+
+    return schedules.schedule_module(lowered, vector)
 
 
 def _table_lookups_injective(mod):
@@ -286,13 +305,22 @@ def extract_graph(lowered) -> Graph:
             if isinstance(v, relax.Var) and v in index:  # a plain alias
                 index[b.var] = index[v]
                 continue
+            if isinstance(v, relax.Tuple) and all(isinstance(f, relax.Var) and f in index for f in v.fields):
+                index[b.var] = [index[f] for f in v.fields]  # a tuple of computed values (several outputs)
+                continue
+            if isinstance(v, relax.TupleGetItem) and isinstance(v.tuple_value, relax.Var) \
+                    and isinstance(index.get(v.tuple_value), list):
+                index[b.var] = index[v.tuple_value][int(v.index)]  # one field of a kernel's tuple result
+                continue
             if not (isinstance(v, relax.Call) and isinstance(v.op, ir.Op) and v.op.name == "relax.call_tir"):
                 raise CloudcoverError(f"unsupported operator after lowering: {_describe(v)} "
                                       "(no TIR legalization; only models that lower fully to call_tir are supported)")
             if len(v.args) > 2:
                 raise CloudcoverError(f"kernel {v.args[0].name_hint} takes symbolic shape arguments; only static shapes are supported")
-            if not isinstance(b.var.ty, relax.TensorType):
-                raise CloudcoverError(f"kernel {v.args[0].name_hint} returns a tuple; not supported by the C driver")
+            fields = list(b.var.ty.fields) if isinstance(b.var.ty, relax.TupleType) else [b.var.ty]
+            if not all(isinstance(f, relax.TensorType) for f in fields):
+                raise CloudcoverError(f"kernel {v.args[0].name_hint} returns {b.var.ty}; only tensors and tuples "
+                                      "of tensors are supported by the C driver")
             step_no = len(g.steps)
             args = []
             for a in v.args[1].fields:
@@ -309,17 +337,28 @@ def extract_graph(lowered) -> Graph:
                     t.first_use = step_no
                 t.last_use = step_no
                 args.append(i)
-            # Relax names repeat across blocks: prefix the tensor index to make them unique
-            out = index[b.var] = add(Tensor(f"t{len(g.tensors)}_{b.var.name}", _shape(b.var.ty), _dtype(b.var.ty), "intermediate",
-                                            first_use=step_no, last_use=step_no))
-            args.append(out)
+            # Relax names repeat across blocks: prefix the tensor index to make them unique; a kernel with a
+            # tuple result writes one tensor per field (all after its inputs, destination-passing style)
+            outs = [add(Tensor(f"t{len(g.tensors)}_{b.var.name}" + (f"_{k}" if len(fields) > 1 else ""),
+                               _shape(f), _dtype(f), "intermediate", first_use=step_no, last_use=step_no))
+                    for k, f in enumerate(fields)]
+            index[b.var] = outs if isinstance(b.var.ty, relax.TupleType) else outs[0]
+            args.extend(outs)
             g.steps.append(Step(v.args[0].name_hint, args))
 
     ret = main.body.body
-    if not isinstance(ret, relax.Var) or ret not in index or g.tensors[index[ret]].kind != "intermediate":
-        raise CloudcoverError(f"the model output is not computed by a kernel ({_describe(ret)}); not supported")
-    g.output = index[ret]
-    g.tensors[g.output].kind = "output"
+    rets = list(ret.fields) if isinstance(ret, relax.Tuple) else [ret]
+    outs = []
+    for r in rets:
+        i = index.get(r) if isinstance(r, relax.Var) else None
+        flat = i if isinstance(i, list) else [i]
+        for j in flat:
+            if j is None or g.tensors[j].kind != "intermediate":
+                raise CloudcoverError(f"a model output is not computed by a kernel ({_describe(r)}: the input "
+                                      "itself, a constant or an output listed twice); not supported")
+            g.tensors[j].kind = "output"
+            outs.append(j)
+    g.outputs = outs
     if not g.steps:
         raise CloudcoverError("the lowered model has no kernels")
     return g

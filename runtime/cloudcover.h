@@ -21,7 +21,10 @@
  *   +--------------------------------+-----------------------------+
  *
  * The model input and output are the caller's buffers (CC_ALIGN-byte aligned); the first kernel reads the
- * input in place and the last kernel writes the output in place.
+ * input in place and the last kernel writes the output in place. Input and outputs have the model's own
+ * dtypes (int8, uint8 or float32, as the tables say: input_dtype, output_dtypes). A model with several
+ * outputs writes them into the one output buffer, each at its tensor's `offset` (CC_ALIGN-aligned, in
+ * output order; the gaps between them are never written).
  *
  * Errors are reported where they happen (a line on stderr starting "cloudcover:") and returned as -1.
  */
@@ -71,7 +74,7 @@ typedef struct {
     uint8_t dtype_code;     /* DLPack type code */
     uint8_t dtype_bits;     /* 8, 32 ... */
     uint8_t ndim;           /* 0..8 */
-    uint32_t offset;        /* CC_ARENA: byte offset from the arena start */
+    uint32_t offset;        /* CC_ARENA: byte offset from the arena start; CC_OUTPUT: from the output's */
     uint32_t nbytes;        /* size of the whole tensor */
     const void *data;       /* CC_CONST: the weights; otherwise NULL */
     const int64_t *shape;   /* [ndim] (never NULL) */
@@ -92,9 +95,12 @@ typedef struct {
     const cc_step *steps;             /* [num_steps], run in order */
     uint32_t num_steps;
     uint32_t input_bytes;             /* size of one input tensor */
-    uint32_t output_bytes;            /* size of one output tensor */
+    uint32_t output_bytes;            /* size of one output buffer (all outputs, at their offsets) */
     uint32_t arena_bytes;             /* planned intermediates */
     uint32_t workspace_bytes;         /* kernel scratch bound */
+    const char *input_dtype;          /* "int8", "uint8" or "float32" (NULL in tables older than this field) */
+    const char *output_dtypes;        /* one per output, comma-separated, e.g. "float32" or "float32,int8" */
+    uint32_t num_outputs;             /* tensors with where == CC_OUTPUT */
 } cc_model;
 
 /* ----------------------------------------------------------------------------------------------------
@@ -110,9 +116,14 @@ size_t cc_arena_bytes(const cc_model *model);
  * running call because the kernels' TVMBackendAllocWorkspace has no context argument). */
 int cc_run(const cc_model *model, void *arena, size_t arena_size, const void *input, void *output);
 
+/* Profiling (off by default): cc_run runs only the first cc_profile_steps steps of the call list. The
+ * per-kernel profile (riscv/profile.py) counts instructions with 0, 1, ... all steps: step k costs
+ * count(k + 1) - count(k), and the steps add up to the whole inference exactly. */
+extern uint32_t cc_profile_steps;
+
 /* The generated model: its tables, and cc_run over a static arena inside model.c. */
 extern const cc_model cc_model_table;
-int cc_model_run(const int8_t *input, int8_t *output);
+int cc_model_run(const void *input, void *output);
 
 /* ----------------------------------------------------------------------------------------------------
  * Workspace (workspace.c): a LIFO scratch stack that the backend symbols allocate from.

@@ -7,6 +7,8 @@
 
 #include "cloudcover.h"
 
+uint32_t cc_profile_steps = UINT32_MAX;   /* all steps (see cloudcover.h) */
+
 size_t cc_arena_bytes(const cc_model *model) {
     return (size_t)model->arena_bytes + (size_t)model->workspace_bytes;
 }
@@ -19,7 +21,10 @@ static int bind_tensor(cc_dl_tensor *t, const cc_tensor *d, uint8_t *arena, cons
     void *data = NULL;
     switch (d->where) {
     case CC_INPUT: data = (void *)input; break;     /* kernels never write their inputs */
-    case CC_OUTPUT: data = output; break;
+    case CC_OUTPUT:   /* one of the outputs, at its offset in the caller's output buffer */
+        if ((size_t)d->offset + d->nbytes > model->output_bytes) return -1;
+        data = (uint8_t *)output + d->offset;
+        break;
     case CC_CONST: data = (void *)d->data; break;
     case CC_ARENA:
         if ((size_t)d->offset + d->nbytes > model->arena_bytes) return -1;
@@ -59,7 +64,7 @@ int cc_run(const cc_model *model, void *arena, size_t arena_size, const void *in
     cc_ffi_any args[CC_MAX_ARGS];
     int rc = 0;
     cc_workspace_bind(&ws);
-    for (uint32_t s = 0; s < model->num_steps && rc == 0; s++) {
+    for (uint32_t s = 0; s < model->num_steps && s < cc_profile_steps && rc == 0; s++) {
         const cc_step *step = &model->steps[s];
         if (step->num_args > CC_MAX_ARGS) {
             fprintf(stderr, "cloudcover: step %u (%s) takes %u tensors, more than CC_MAX_ARGS\n", s, step->name,
