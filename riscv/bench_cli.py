@@ -11,7 +11,9 @@ def register(subparsers) -> None:
         help="run the riscv64 builds over the test split under qemu-riscv64: parity, instructions, sizes -> report",
         description="For each target, run BUILD/riscv64/cloudcover-infer[-TARGET] (built by `make riscv-build` from "
         "BUILD/model/TARGET) over ART_DIR/testset.npz in one qemu-riscv64 process; compare with the float Keras "
-        "model and the int8 TFLite reference kernels; count instructions per inference with QEMU's insn plugin "
+        "model and the int8 TFLite reference kernels (classifiers: top-1 class per image; segmenters, by quant.json's "
+        "task: cloud mask per valid pixel, IoU and coverage class against the float model's mask, IoU against the "
+        "test masks); count instructions per inference with QEMU's insn plugin "
         "(start-up subtracted); time TFLite and onnxruntime int8 on this host; with --peer, measure other runtimes "
         "(TFLite Micro) on the same model side by side; write OUT/bench.json and OUT/bench.md.",
         formatter_class=HelpFormatter,
@@ -22,6 +24,9 @@ def register(subparsers) -> None:
                    "from `make riscv-build`")
     p.add_argument("--targets", default="rv64gc,rv64gcv", help="comma-separated targets to bench")
     p.add_argument("--out", default="reports", help="folder for bench.json and bench.md")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the rows of other models already in OUT/bench.json (this model's rows are replaced), "
+                   "so one report holds several models, e.g. the demo classifier and the demo segmenter")
     p.add_argument("--peer", action="append", metavar="NAME=RUNNER[@TARGET]",
                    help="also run a peer runtime's riscv64 runner (repeatable), e.g. TFLite Micro from ../shared/peers: "
                    "`RUNNER model.tflite inputs.bin N outputs.bin`, printing `arena used: ...` on stderr. It runs "
@@ -60,7 +65,7 @@ def run(args) -> int:
         for t in targets:
             entries.append(harness.bench_target(art, refs, Path(args.build), t, emu, Path(tmp), log=log,
                                                 peers=peer_list))
-    jpath, mpath = report.write_reports(entries, args.out)
+    jpath, mpath = report.write_reports(entries, args.out, merge=args.merge)
     log(f"wrote {jpath} and {mpath}")
     print(mpath.read_text())
     return 0

@@ -5,13 +5,15 @@ model run by ai-edge-litert with its *reference* kernels (BUILTIN_REF: the bit-e
 optimized kernels differ from it by a few LSB). Each target then runs the whole split in one QEMU process;
 instructions per inference = (count with N inputs - count with 0 inputs) / N, so libc start-up is excluded.
 Peer runtimes (riscv/peers.py) run the same .tflite on the same inputs after each target and are compared with
-the references by the same function as the device output (compare_outputs).
+the references by the same function as the device output (compare_outputs), chosen by quant.json's "task":
+classifiers by top-1 class per image, segmenters by cloud mask per valid pixel (seg_figures.py).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,15 +23,20 @@ from cloudcover.export.targets import get_target
 from cloudcover.train.errors import CloudcoverError
 
 from . import peers as peers_mod
-from . import qemu, toolchain
+from . import qemu, seg_figures, toolchain
 
 
 @dataclass
 class Artifacts:
     dir: Path
     x: np.ndarray  # float model input, NHWC float32
-    y: np.ndarray  # labels
+    y: np.ndarray  # labels: class indices, or (N, H, W) masks 0/1/255 for a segmenter
     quant: dict
+    ids: list[str] | None = None
+
+    @property
+    def task(self) -> str:
+        return self.quant.get("task") or "classification"
 
     @classmethod
     def load(cls, art: str | Path) -> "Artifacts":
@@ -39,7 +46,14 @@ class Artifacts:
                 raise CloudcoverError(f"{art / name} not found; run `cloudcover export` first")
         with np.load(art / "testset.npz") as z:
             x, y = z["x"].astype(np.float32), z["y"].astype(np.int64)
-        return cls(art, x, y, json.loads((art / "quant.json").read_text()))
+            ids = [str(i) for i in z["ids"]] if "ids" in z else None
+        return cls(art, x, y, json.loads((art / "quant.json").read_text()), ids)
+
+    def preprocess(self):
+        """preprocess.json that `cloudcover export` copies beside the model (threshold, coverage bins, classes)."""
+        from cloudcover.train.preprocess import Preprocess
+
+        return Preprocess.load(self.dir)
 
     def int8_inputs(self) -> np.ndarray:
         """The test images quantized as the int8 model expects them (round half to even, like TFLite)."""
@@ -123,16 +137,71 @@ def compare_classification(dev: np.ndarray, refs: References, art: Artifacts) ->
     }
 
 
+def compare_segmentation(dev: np.ndarray, refs: References, art: Artifacts) -> dict:
+    """int8 logit maps (N, pixels) of a runtime: cloud masks against TFLite-ref's and the float model's."""
+    pre = art.preprocess()
+    return seg_figures.compare(dev, refs.tflite_ref, refs.float_logits, art.y, art.quant["output"], pre.threshold,
+                               pre.bins, pre.class_names, art.ids)
+
+
+def classification_headline(cmp: dict, refs: References, art: Artifacts) -> tuple[dict, dict]:
+    """(report columns, extras) of a classifier's bench row, in the order bench.json has always had."""
+    top_float, top_ref = refs.float_logits.argmax(1), refs.tflite_ref.argmax(1)
+    head = {k: cmp[k] for k in ("top1_agreement_float", "top1_agreement_tflite", "max_abs_diff_lsb")}
+    head.update(accuracy_float=float(np.mean(top_float == art.y)), accuracy_device=cmp["accuracy_device"])
+    extras = {"accuracy_tflite_ref": float(np.mean(top_ref == art.y)), "lsb_histogram": cmp["lsb_histogram"]}
+    return head, extras
+
+
+def segmentation_headline(cmp: dict, refs: References, art: Artifacts) -> tuple[dict, dict]:
+    pre = art.preprocess()
+    head = {k: cmp[k] for k in ("pixel_agreement_float", "pixel_agreement_tflite", "max_abs_diff_lsb",
+                                "iou_device_float", "coverage_class_agreement_float", "iou_truth_float",
+                                "iou_truth_device")}
+    extras = {k: cmp[k] for k in ("min_image_pixel_agreement_float", "min_image_iou_device_float",
+                                  "images_at_0_lsb", "valid_pixels", "lsb_histogram")}
+    extras.update(threshold=pre.threshold, coverage_bins=list(pre.bins), coverage_classes=list(pre.class_names),
+                  per_image=cmp["per_image"])
+    return head, extras
+
+
+def classification_log(e: dict) -> str:
+    return (f"top-1 vs TFLite-ref {e['top1_agreement_tflite']:.1%}, vs float {e['top1_agreement_float']:.1%}, "
+            f"max diff {e['max_abs_diff_lsb']} LSB")
+
+
+def segmentation_log(e: dict) -> str:
+    return (f"pixels vs TFLite-ref {e['pixel_agreement_tflite']:.2%}, vs float {e['pixel_agreement_float']:.2%}, "
+            f"IoU vs float {e['iou_device_float']:.4f}, coverage class = float {e['coverage_class_agreement_float']:.1%}, "
+            f"max diff {e['max_abs_diff_lsb']} LSB")
+
+
+@dataclass(frozen=True)
+class TaskBench:
+    """What differs between tasks in the bench: how outputs are compared, which figures head a row, its log line."""
+    compare: Callable[[np.ndarray, References, Artifacts], dict]
+    headline: Callable[[dict, References, Artifacts], tuple[dict, dict]]
+    log: Callable[[dict], str]
+    # per-image detail that a peer row does without (the device row keeps it)
+    peer_drop: tuple[str, ...] = ()
+
+
 # How a runtime's int8 outputs are compared with the references, per task (quant.json's "task"); cloudcover's
 # device output and every peer's go through the same function, so a new task adds one entry here.
-COMPARE = {"classification": compare_classification}
+TASKS = {
+    "classification": TaskBench(compare_classification, classification_headline, classification_log),
+    "segmentation": TaskBench(compare_segmentation, segmentation_headline, segmentation_log, ("per_image",)),
+}
+
+
+def task_bench(art: Artifacts) -> TaskBench:
+    if art.task not in TASKS:
+        raise CloudcoverError(f"{art.dir / 'quant.json'}: no bench comparison for task {art.task!r}")
+    return TASKS[art.task]
 
 
 def compare_outputs(dev: np.ndarray, refs: References, art: Artifacts) -> dict:
-    task = art.quant.get("task", "classification")
-    if task not in COMPARE:
-        raise CloudcoverError(f"{art.dir / 'quant.json'}: no bench comparison for task {task!r}")
-    return COMPARE[task](dev, refs, art)
+    return task_bench(art).compare(dev, refs, art)
 
 
 def bench_peer(art: Artifacts, refs: References, peer: peers_mod.Peer, cloudcover_insns: float | None, macs: int,
@@ -164,7 +233,8 @@ def bench_peer(art: Artifacts, refs: References, peer: peers_mod.Peer, cloudcove
         return row
     q = peers_mod.ratio(cloudcover_insns, r.instructions_per_inference)
     row["cloudcover_over_peer"] = None if q is None else round(q, 4)
-    row.update(compare_outputs(r.outputs, refs, art))
+    tb = task_bench(art)
+    row.update({k: v for k, v in tb.compare(r.outputs, refs, art).items() if k not in tb.peer_drop})
     log(f"{peer.target}: peer {peer.name}: max diff {row['max_abs_diff_lsb']} LSB, "
         f"{row['instructions_per_inference']} instructions/inference, cloudcover/peer {row['cloudcover_over_peer']}")
     return row
@@ -195,8 +265,8 @@ def bench_target(art: Artifacts, refs: References, build: Path, target: str, emu
     insns = None
     if full.instructions is not None and start.instructions is not None:
         insns = peers_mod.per_inference(full.instructions, start.instructions, n)
-    cmp = compare_outputs(dev, refs, art)
-    top_float, top_ref = refs.float_logits.argmax(1), refs.tflite_ref.argmax(1)
+    tb = task_bench(art)
+    head, extras = tb.headline(tb.compare(dev, refs, art), refs, art)
     sizes = toolchain.elf_section_sizes(binary)
     kernels_text = toolchain.elf_section_sizes(build / "model" / target / "kernels.o").get(".text", 0)
     entry = {
@@ -205,11 +275,7 @@ def bench_target(art: Artifacts, refs: References, build: Path, target: str, emu
         "macs": info["macs"],
         "instructions_per_inference": None if insns is None else round(insns),
         "instructions_per_mac": per_mac(insns, info["macs"]),
-        "top1_agreement_float": cmp["top1_agreement_float"],
-        "top1_agreement_tflite": cmp["top1_agreement_tflite"],
-        "max_abs_diff_lsb": cmp["max_abs_diff_lsb"],
-        "accuracy_float": float(np.mean(top_float == art.y)),
-        "accuracy_device": cmp["accuracy_device"],
+        **head,
         "text_bytes": sizes.get(".text", 0),
         "weights_bytes": info["weights_bytes"],
         "arena_bytes": info["arena_bytes"],
@@ -217,8 +283,7 @@ def bench_target(art: Artifacts, refs: References, build: Path, target: str, emu
         "int8_compute": bool(info["int8_compute"]),
         # extras
         "n_images": n,
-        "accuracy_tflite_ref": float(np.mean(top_ref == art.y)),
-        "lsb_histogram": cmp["lsb_histogram"],
+        **extras,
         "kernels_text_bytes": kernels_text,
         "workspace_bytes": info["workspace_bytes"],
         "intermediate_bytes_sum": info["intermediate_bytes_sum"],
@@ -234,10 +299,9 @@ def bench_target(art: Artifacts, refs: References, build: Path, target: str, emu
         "lowering": info.get("lowering"),
         "compute": info.get("compute", "float"),
         "float_ops": info.get("float_ops"),
+        "task": art.task,
     }
-    log(f"{target}: top-1 vs TFLite-ref {entry['top1_agreement_tflite']:.1%}, vs float "
-        f"{entry['top1_agreement_float']:.1%}, max diff {entry['max_abs_diff_lsb']} LSB, "
-        f"{entry['instructions_per_inference']} instructions/inference")
+    log(f"{target}: {tb.log(entry)}, {entry['instructions_per_inference']} instructions/inference")
     entry["peers"] = [bench_peer(art, refs, p, insns, info["macs"], emu, workdir, log) for p in peers
                       if p.target == target]
     return entry
