@@ -49,6 +49,18 @@ def _bytes_initializer(data: np.ndarray) -> str:
     return ",\n".join(lines)
 
 
+def output_layout(graph: Graph) -> tuple[dict[int, int], int]:
+    """Where each output lives in the caller's one output buffer: {tensor index: byte offset} (each CC_ALIGN-
+    aligned, in output order, as the kernels expect aligned data) and the buffer's size (the last output's
+    end: a single output is exactly its own bytes)."""
+    offsets, end = {}, 0
+    for i in graph.outputs:
+        start = (end + CC_ALIGN_BYTES - 1) // CC_ALIGN_BYTES * CC_ALIGN_BYTES
+        offsets[i] = start
+        end = start + graph.tensors[i].nbytes
+    return offsets, end
+
+
 def generate_model_c(graph: Graph, plan: Plan, workspace_bytes: int, title: str) -> str:
     for st in graph.steps:
         if len(st.args) > MAX_ARGS:
@@ -73,9 +85,10 @@ def generate_model_c(graph: Graph, plan: Plan, workspace_bytes: int, title: str)
         w(f"static const int64_t shape_{i}[{max(len(t.shape), 1)}] = {{{dims}}};")
     w("\n/* ---- tensors: where, dtype code, bits, ndim, arena offset, bytes, data, shape ---- */")
     w("static const cc_tensor tensors[] = {")
+    out_offsets, output_bytes = output_layout(graph)
     for i, t in enumerate(graph.tensors):
         dt = np.dtype(t.dtype)
-        offset = plan.offsets.get(t.name, 0) if t.kind == "intermediate" else 0
+        offset = plan.offsets.get(t.name, 0) if t.kind == "intermediate" else out_offsets.get(i, 0)
         data = f"w_{c_ident(t.name)}" if t.kind == "const" else "NULL"
         w(f"  /* {i} {t.name} {t.dtype}{list(t.shape)} */ "
           f"{{{_WHERE[t.kind]}, {dl_code(t.dtype)}, {dt.itemsize * 8}, {len(t.shape)}, {offset}u, {t.nbytes}u, "
@@ -94,17 +107,20 @@ def generate_model_c(graph: Graph, plan: Plan, workspace_bytes: int, title: str)
     for s, f in zip(graph.steps, first):
         w(f"  {{__tvm_ffi_{s.kernel}, {_c_string(s.kernel)}, {f}, {len(s.args)}}},")
     w("};\n")
-    tin, tout = graph.tensors[graph.input], graph.tensors[graph.output]
+    tin = graph.tensors[graph.input]
+    out_dtypes = ",".join(graph.tensors[i].dtype for i in graph.outputs)
     w("const cc_model cc_model_table = {")
     w(f"  .name = {_c_string(title)},")
     w(f"  .tensors = tensors, .num_tensors = {len(graph.tensors)},")
     w(f"  .args = args, .steps = steps, .num_steps = {len(graph.steps)},")
-    w(f"  .input_bytes = {tin.nbytes}u, .output_bytes = {tout.nbytes}u,")
+    w(f"  .input_bytes = {tin.nbytes}u, .output_bytes = {output_bytes}u,")
     w(f"  .arena_bytes = {plan.arena_bytes}u, .workspace_bytes = {workspace_bytes}u,")
+    w(f"  .input_dtype = {_c_string(tin.dtype)}, .output_dtypes = {_c_string(out_dtypes)}, "
+      f".num_outputs = {len(graph.outputs)}u,")
     w("};\n")
     w("/* The static arena: planned intermediates, then kernel workspace (see cloudcover.h). */")
     w(f"static uint8_t arena[{max(plan.arena_bytes + workspace_bytes, CC_ALIGN_BYTES)}] __attribute__((aligned(CC_ALIGN)));\n")
-    w("int cc_model_run(const int8_t *input, int8_t *output) {")
+    w("int cc_model_run(const void *input, void *output) {")
     w("  return cc_run(&cc_model_table, arena, sizeof arena, input, output);")
     w("}")
     return "\n".join(out) + "\n"

@@ -11,21 +11,25 @@ from .targets import TARGETS
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "compile",
-        help="compile an int8 .tflite/.onnx model with TVM into a runtime-free C build folder for riscv64",
-        description="Import a full-int8 model with TVM Relax, lower and fuse it, build the kernels with LLVM for "
+        help="compile a .tflite/.onnx model (fp32, full-int8, ONNX QDQ) with TVM into a runtime-free C build folder",
+        description="Import a model (fp32 or full-int8 .tflite; fp32 or QDQ int8 .onnx, e.g. exported from "
+        "PyTorch or Keras) with TVM Relax, lower and fuse it, build the kernels with LLVM for "
         "the target, and generate the C driver (weights as const arrays, intermediates in one static arena "
         "placed by a liveness memory plan, entry point cc_model_run). Writes OUT/model.c, OUT/kernels.o and "
-        "OUT/model.json. Then `make riscv-build` (or cmake on runtime/) links cloudcover-infer.",
+        "OUT/model.json. Input and outputs keep the model's dtypes (float32, int8, uint8; several outputs "
+        "allowed; a dynamic batch is fixed to 1). Then `cloudcover build` links cloudcover-infer.",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--model", required=True, help="ART_DIR/model_int8.tflite or ART_DIR/model_int8.onnx "
-                   "(quant.json beside it supplies quantization and class names)")
+    p.add_argument("--model", required=True, help="a .tflite or .onnx file, e.g. ART_DIR/model_int8.tflite, "
+                   "ART_DIR/model_int8.onnx, ART_DIR/model_fp32.onnx (class names and task: the model's embedded "
+                   "metadata, else quant.json / preprocess.json beside it)")
     p.add_argument("--target", default="rv64gc", choices=sorted(TARGETS),
                    help="rv64gc: scalar RISC-V; rv64gcv: with the vector extension (VLEN 128); host: this "
                    "machine (for the sanitizer tests)")
-    p.add_argument("--compute", default="int8", choices=["int8", "float"],
-                   help="int8: integer kernels bit-exact with TFLite's reference kernels (int8 weights); float: "
-                   "TVM's dequantize -> float32 op -> quantize route")
+    p.add_argument("--compute", default="auto", choices=["auto", "int8", "float"],
+                   help="auto: int8 for a quantized model, float for a float one; int8: integer kernels (TFLite: "
+                   "bit-exact with its reference kernels; ONNX QDQ: ONNX's rounding, half to even); float: TVM's "
+                   "float32 kernels (for a quantized model: dequantize -> float32 op -> quantize)")
     p.add_argument("--out", required=True, help="output folder, e.g. build/model/rv64gc (replaced atomically)")
     p.set_defaults(func=run)
 

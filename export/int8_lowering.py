@@ -16,14 +16,35 @@ from .int8ops import lowerings
 from .int8ops.ir import float_ops, int8_compute, kernel_float_dtypes  # noqa: F401  (the IR queries)
 
 
-def lower_int8(mod, log=None):
-    """Return (module with integer compute where a pattern matched, {lowering name: number rewritten})."""
+def is_quantized(mod) -> bool:
+    """Whether `main` holds any quantize/dequantize (an int8 TFLite or ONNX QDQ model), by the Relax ops."""
+    from tvm import ir, relax
+
+    found = False
+
+    @relax.expr_functor.visitor
+    class _Visitor(relax.PyExprVisitor):
+        def visit_call_(self, call):  # noqa: N802 (TVM's visitor method names)
+            nonlocal found
+            if isinstance(call.op, ir.Op) and call.op.name in ("relax.quantize", "relax.dequantize"):
+                found = True
+            super().visit_call_(call)
+
+    _Visitor().visit_expr(mod["main"])
+    if not found:  # a full-int8 model whose every op is integer already has int8 parameters
+        found = any(str(getattr(p.ty, "dtype", "")) in ("int8", "uint8") for p in mod["main"].params)
+    return found
+
+
+def lower_int8(mod, log=None, source: str = "tflite"):
+    """Return (module with integer compute where a pattern matched, {lowering name: number rewritten});
+    `source` picks the lowerings of one format ("tflite": TFLite reference kernels; "onnx": ONNX QDQ)."""
     from tvm import relax
     from tvm.relax.dpl import rewrite_call
 
     counts: dict[str, int] = {}
     func = mod["main"]
-    for low in lowerings():
+    for low in lowerings(source):
         pat, parts = low.pattern()
 
         def rewriter(expr, matches, low=low, parts=parts):

@@ -1,23 +1,47 @@
-"""Import a quantized .tflite or .onnx model into a TVM Relax IRModule (static shapes, batch 1)."""
+"""Import a .tflite or .onnx model (fp32, full-int8 TFLite, ONNX QDQ) into a TVM Relax IRModule (static
+shapes, batch 1).
+
+An ONNX QDQ model has a float input and output, with QuantizeLinear after the input and DequantizeLinear
+before the output. For integer compute (`int8_edges`) those two edge nodes are removed before the import, so
+that the compiled model takes and returns the int8 tensors (like a full-int8 TFLite model); their scale and
+zero point are returned in `Edges`, and the host quantizes / dequantizes with ONNX's own rules (round half to
+even), which is exactly what onnxruntime does at those two nodes.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloudcover.train.errors import CloudcoverError
 
 
+@dataclass
+class Edges:
+    """Quantization of the compiled model's input and outputs that the import moved to the host (ONNX QDQ
+    edges): {"scale", "zero_point", "dtype"} or None per tensor (None: the tensor is the model's own)."""
+
+    input: dict | None = None
+    outputs: list[dict | None] = field(default_factory=list)
+
+
 def import_model(path: str | Path):
     """Return the Relax IRModule of `path`; an operator TVM cannot import is a CloudcoverError naming it."""
+    return import_model_edges(path, int8_edges=False)[0]
+
+
+def import_model_edges(path: str | Path, int8_edges: bool = False):
+    """(Relax IRModule, Edges) of `path`; with `int8_edges` an ONNX QDQ model's edge Quantize/DequantizeLinear
+    nodes are removed first (see the module docstring)."""
     path = Path(path)
     if not path.is_file():
         raise CloudcoverError(f"model file not found: {path}")
     suffix = path.suffix.lower()
     try:
         if suffix == ".tflite":
-            return _import_tflite(path)
+            return _import_tflite(path), Edges()
         if suffix == ".onnx":
-            return _import_onnx(path)
+            return _import_onnx(path, int8_edges)
     except CloudcoverError:
         raise
     except Exception as exc:  # TVM frontends raise bare tvm.error / ValueError / KeyError
@@ -121,16 +145,22 @@ def _static_shapes(buf: bytes) -> dict[int, list[int]]:
         return {}
 
 
-def _import_onnx(path: Path):
+def _import_onnx(path: Path, int8_edges: bool = False):
     import onnx
     from tvm.relax.frontend.onnx import from_onnx
 
-    model = onnx.load(str(path))
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:
+        raise CloudcoverError(f"{path} is not an ONNX model: {_one_line(exc)}") from exc
+    from .onnx_prep import prepare
+
+    model, edges = prepare(model, int8_edges)
     shape = {}
-    for inp in model.graph.input:  # pin a dynamic batch dimension to 1
+    for inp in model.graph.input:  # pin dynamic dimensions (the batch) to 1
         dims = [d.dim_value if d.dim_value > 0 else 1 for d in inp.type.tensor_type.shape.dim]
         shape[inp.name] = dims
-    return from_onnx(model, shape_dict=shape, keep_params_in_input=False)
+    return from_onnx(model, shape_dict=shape, keep_params_in_input=False), edges
 
 
 def _one_line(exc: Exception) -> str:

@@ -24,6 +24,7 @@ STAGE_CLIS = (
     "cloudcover.train.tune_cli",  # tune, evaluate, predict
     "cloudcover.export.cli",  # export
     "cloudcover.export.compile_cli",  # compile
+    "cloudcover.riscv.build_cli",  # build (cross-build cloudcover-infer for a compiled model folder)
     "cloudcover.riscv.bench_cli",  # bench
 )
 
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         "int8, compile them with Apache TVM for riscv64 and prove on qemu-riscv64 that the deployed "
         "binary is as accurate as the float model.",
         epilog="Typical chain: data synth -> data prepare -> train -> export -> compile -> "
-        "(make riscv-build) -> bench. Run 'cloudcover VERB --help' for each verb.",
+        "build -> bench. Run 'cloudcover VERB --help' for each verb.",
     )
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for name in STAGE_CLIS:

@@ -13,6 +13,11 @@ it registers a `registry.Lowering`. Adding an operator is adding a module and it
     hard_swish  HARD_SWISH                        logistic    LOGISTIC
     requantize  QUANTIZE int8 -> int8
 
+ONNX QDQ models (DequantizeLinear -> op -> QuantizeLinear; `source="onnx"`, ONNX's rounding half to even):
+    qdq_conv    Conv                              qdq_matmul  Gemm, MatMul
+    qdq_binary  Add, Sub, Mul of two tensors      qdq_mean    GlobalAveragePool, ReduceMean
+    qdq_move    Transpose, Reshape, MaxPool ...   qdq_table   functions of one tensor (by a constant, Relu ...)
+
 Shared: requant.py (TFLite's multiplier/shift math), emit.py (Relax construction), binary.py (elementwise
 binary patterns), lut.py (256-entry tables), ir.py (IR queries: float_ops, int8_compute). Operators that only
 move int8 values (PAD, MAX_POOL_2D, RESHAPE, TILE ...) need no lowering: relax_import.py admits them and
@@ -24,6 +29,8 @@ from __future__ import annotations
 # importing a module registers its lowerings; this order is the order the pass tries them
 from . import conv, dense, add, mul, mean, avg_pool, concat, minmax, resize  # noqa: F401,I001
 from . import hard_swish, logistic, requantize  # noqa: F401,I001  (after the others: quantize(dequantize(x)) last)
+# ONNX QDQ (source="onnx"; ONNX's arithmetic, rounding half to even): the table of a function of one tensor last
+from . import qdq_conv, qdq_matmul, qdq_binary, qdq_mean, qdq_move, qdq_table  # noqa: F401,I001
 from .registry import Lowering, lowerings
 
 __all__ = ["Lowering", "lowerings"]

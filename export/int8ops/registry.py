@@ -17,6 +17,7 @@ class Lowering:
     tflite_ops: tuple[str, ...]  # TFLite builtins it lowers (documentation and messages)
     pattern: Callable[[], tuple[object, dict]]  # () -> (root dpl pattern, {part name: sub-pattern}); lazy (tvm)
     rewrite: Callable[[dict, dict], object]  # (matches, parts) -> integer relax.SeqExpr, or None: leave it
+    source: str = "tflite"  # whose importer's patterns and whose arithmetic: "tflite" or "onnx" (QDQ)
 
 
 _REGISTRY: dict[str, Lowering] = {}
@@ -30,6 +31,7 @@ def register(lowering: Lowering) -> Lowering:
     return lowering
 
 
-def lowerings() -> list[Lowering]:
-    """Every registered lowering, in registration order (the order the pass tries them)."""
-    return list(_REGISTRY.values())
+def lowerings(source: str | None = "tflite") -> list[Lowering]:
+    """The registered lowerings of one model format (`source`; None: all), in registration order (the order
+    the pass tries them)."""
+    return [low for low in _REGISTRY.values() if source is None or low.source == source]

@@ -4,6 +4,7 @@
  * a read or write past it is a test failure.
  *
  * The fake model: input int8[4] --add_one--> t1 (arena) --add_one--> output int8[4].
+ * A second table has two outputs (t1 and its successor) at offsets 0 and CC_ALIGN of the output buffer.
  */
 #define TESTING
 #include "../infer.c"
@@ -49,9 +50,33 @@ static const cc_step fake_steps[] = {{add_one, "add_one", 0, 2}, {add_one, "add_
 const cc_model cc_model_table = {
     .name = "fake", .tensors = fake_tensors, .num_tensors = 3, .args = fake_args, .steps = fake_steps,
     .num_steps = 2, .input_bytes = 4, .output_bytes = 4, .arena_bytes = 64, .workspace_bytes = 256,
+    .input_dtype = "int8", .output_dtypes = "int8", .num_outputs = 1,
 };
 
-int cc_model_run(const int8_t *input, int8_t *output) {
+static const cc_tensor two_out_tensors[] = {
+    {CC_INPUT, 0, 8, 1, 0, 4, NULL, shape4},
+    {CC_OUTPUT, 0, 8, 1, 0, 4, NULL, shape4},
+    {CC_OUTPUT, 0, 8, 1, CC_ALIGN, 4, NULL, shape4},
+};
+static const cc_model two_outputs = {
+    .name = "two outputs", .tensors = two_out_tensors, .num_tensors = 3, .args = fake_args, .steps = fake_steps,
+    .num_steps = 2, .input_bytes = 4, .output_bytes = CC_ALIGN + 4, .arena_bytes = 0, .workspace_bytes = 256,
+    .input_dtype = "int8", .output_dtypes = "int8,int8", .num_outputs = 2,
+};
+
+static void test_two_outputs(void) {
+    size_t n = cc_arena_bytes(&two_outputs);
+    uint8_t *arena = aligned_alloc(CC_ALIGN, n);
+    int8_t *in = aligned_alloc(CC_ALIGN, CC_ALIGN), *out = aligned_alloc(CC_ALIGN, 2 * CC_ALIGN);
+    memset(out, 99, 2 * CC_ALIGN);
+    for (int i = 0; i < 4; i++) in[i] = (int8_t)(10 * i);
+    CHECK(cc_run(&two_outputs, arena, n, in, out) == 0);
+    for (int i = 0; i < 4; i++) CHECK(out[i] == 10 * i + 1 && out[CC_ALIGN + i] == 10 * i + 2);
+    CHECK(out[4] == 99 && out[CC_ALIGN - 1] == 99);                     /* the gap is never written */
+    free(arena); free(in); free(out);
+}
+
+int cc_model_run(const void *input, void *output) {
     size_t n = cc_arena_bytes(&cc_model_table);
     void *arena = aligned_alloc(CC_ALIGN, n);
     int rc = cc_run(&cc_model_table, arena, n, input, output);
@@ -132,6 +157,7 @@ int main(int argc, char **argv) {
     print_info(&cc_model_table);
     test_workspace();
     test_run();
+    test_two_outputs();
     test_count_inputs();
     test_run_file(argc > 1 ? argv[1] : ".");
     if (failures) fprintf(stderr, "test_runtime: %d check(s) failed\n", failures);

@@ -1,0 +1,52 @@
+"""ONNX QDQ data movement and max pooling (Transpose, Reshape, Flatten, Squeeze, Unsqueeze, MaxPool, Slice,
+Pad of zeros kept as such by QDQ): QuantizeLinear(op(DequantizeLinear(x))) with the same scale and zero point
+on both sides is op(x) on the int8 tensor itself (each moves or selects values; max is monotonic). With
+different parameters the op is followed by a requantization table."""
+
+from __future__ import annotations
+
+from .emit import dtype, table_lookup
+from .qdq_common import qparams
+from .qdq_table import function_table
+from .registry import Lowering, register
+
+OPS = ("relax.permute_dims", "relax.reshape", "relax.squeeze", "relax.expand_dims", "relax.flatten",
+       "relax.nn.max_pool2d", "relax.strided_slice")
+
+
+def pattern():
+    from tvm.relax.dpl import is_const, is_op, wildcard
+
+    x = wildcard()
+    xdq = is_op("relax.dequantize")(x, is_const(), is_const())
+    mv = None
+    for name in OPS:
+        alt = is_op(name)(xdq) | is_op(name)(xdq, wildcard()) | is_op(name)(xdq, wildcard(), wildcard()) \
+            | is_op(name)(xdq, wildcard(), wildcard(), wildcard())
+        mv = alt if mv is None else mv | alt
+    q = is_op("relax.quantize")(mv, is_const(), is_const())
+    return q, dict(x=x, xdq=xdq, mv=mv, q=q)
+
+
+def rewrite(m, p):
+    from tvm import relax
+
+    x, xdq, mv, q = m[p["x"]], m[p["xdq"]], m[p["mv"]], m[p["q"]]
+    xq, oq = qparams(xdq.args[1], xdq.args[2]), qparams(q.args[1], q.args[2])
+    if xq is None or oq is None or dtype(x) != str(q.attrs.out_dtype) or dtype(x) not in ("int8", "uint8"):
+        return None
+    moved = relax.Call(mv.op, [x, *mv.args[1:]], mv.attrs)
+    if xq == oq:
+        return moved
+    if dtype(x) != "int8":
+        return None
+    bb = relax.BlockBuilder()
+    bb._begin_dataflow_block()
+    v = bb.emit(moved)
+    seq = table_lookup(v, function_table("int8", *xq, lambda r: r, *oq, "int8"))
+    blocks = [bb._end_block()] + list(seq.blocks)
+    return relax.SeqExpr(blocks, seq.body)
+
+
+LOWERING = register(Lowering("qdq_move", ("Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "MaxPool",
+                                          "Slice"), pattern, rewrite, source="onnx"))
