@@ -1,7 +1,8 @@
 """`cloudcover export`: a training run -> int8 TFLite, fp32/int8 ONNX, host parity, and the device inputs.
 
 ART_DIR/ (built in a temp folder and renamed whole, so an interrupted export leaves nothing behind):
-    model_int8.tflite   full integer (int8 in, int8 out, int8 builtin ops)
+    model_int8.tflite   full integer (int8 in, int8 out, int8 builtin ops); like the ONNX files it embeds
+                        cloudcover's metadata (task, class names, quantization: export/model_meta.py)
     model_fp32.onnx     tf2onnx, opset 17
     model_int8.onnx     onnxruntime static QDQ, per-channel int8 weights
     parity.json/.md     accuracy, agreement, score differences, sizes (see parity.py)
@@ -78,6 +79,12 @@ def export_run(run_dir: str | Path, out: str | Path, calib_samples: int = 200, d
         log("export: ONNX fp32 and int8 ...")
         onnx_export.convert_fp32(model, tmp / "model_fp32.onnx")
         onnx_export.quantize_int8(tmp / "model_fp32.onnx", calib, tmp / "model_int8.onnx", calibration)
+        # task, class names and quantization inside the model files too (model_meta): each compiles on its own
+        qin, qout = tflite_export.io_quant(tmp / "model_int8.tflite")
+        quant = {"task": pre.task, "input": qin.to_json(), "output": qout.to_json(), "class_names": pre.class_names}
+        tflite_export.embed_metadata(tmp / "model_int8.tflite", quant)
+        for name in ("model_fp32.onnx", "model_int8.onnx"):
+            onnx_export.embed_metadata(tmp / name, {"task": pre.task, "class_names": pre.class_names})
 
         log("export: parity on the test split ...")
         ref = model.predict(x, batch_size=32, verbose=0).astype(np.float32)
@@ -101,8 +108,6 @@ def export_run(run_dir: str | Path, out: str | Path, calib_samples: int = 200, d
             compare("onnx fp32", "model_fp32.onnx", onnx32, "onnxruntime CPUExecutionProvider"),
             compare("onnx int8", "model_int8.onnx", onnx8, "onnxruntime, QDQ per-channel int8"),
         ]
-        qin, qout = tflite_export.io_quant(tmp / "model_int8.tflite")
-        quant = {"task": pre.task, "input": qin.to_json(), "output": qout.to_json(), "class_names": pre.class_names}
         (tmp / "quant.json").write_text(json.dumps(quant, indent=2) + "\n")
         labels = y.astype(np.uint8 if task.name == "segmentation" else np.int64)  # masks: 0/1/255 (nodata)
         np.savez_compressed(tmp / "testset.npz", x=x.astype(np.float32), y=labels, ids=np.array(ids),

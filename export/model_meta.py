@@ -29,24 +29,20 @@ def onnx_embed(path: str | Path, meta: dict) -> None:
 
 def tflite_embed(buf: bytes, meta: dict) -> bytes:
     """The TFLite flatbuffer `buf` with a "cloudcover" metadata buffer (the schema's Model.metadata list),
-    re-serialized with the flatbuffers object API of the `tflite` schema module."""
-    import flatbuffers
-    import tflite
-    from tflite.Buffer import BufferT
-    from tflite.Metadata import MetadataT
-    from tflite.Model import ModelT
+    re-serialized with ai-edge-litert's own flatbuffer tools (its schema is the converter's)."""
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
 
-    model = ModelT.InitFromObj(tflite.Model.GetRootAsModel(buf, 0))
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(buf))
     model.metadata = [md for md in (model.metadata or []) if md.name not in (KEY, KEY.encode())]
-    b = BufferT()
-    b.data = list(json.dumps(meta, sort_keys=True).encode())
+    b = schema.BufferT()
+    b.data = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
     model.buffers.append(b)
-    md = MetadataT()
+    md = schema.MetadataT()
     md.name, md.buffer = KEY, len(model.buffers) - 1
     model.metadata.append(md)
-    builder = flatbuffers.Builder(len(buf) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def read_embedded(path: str | Path) -> dict:

@@ -79,3 +79,10 @@ def run(path: str | Path, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
     name = sess.get_inputs()[0].name
     outs = [sess.run(None, {name: x[i : i + batch_size].astype(np.float32)})[0] for i in range(0, len(x), batch_size)]
     return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
+
+
+def embed_metadata(path: str | Path, meta: dict) -> None:
+    """Embed cloudcover's metadata (task, class names) in the ONNX file's metadata_props (model_meta)."""
+    from cloudcover.export.model_meta import onnx_embed
+
+    onnx_embed(path, meta)

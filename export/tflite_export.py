@@ -92,3 +92,12 @@ def run_int8(path: str | Path, x: np.ndarray, resolver: str = "reference") -> tu
         interp.invoke()
         raw[i] = interp.get_tensor(out["index"])[0]
     return raw, qout.dequantize(raw)
+
+
+def embed_metadata(path: str | Path, meta: dict) -> None:
+    """Embed cloudcover's metadata (task, class names, input/output quantization) as the flatbuffer's
+    "cloudcover" metadata buffer (model_meta); the operators and tensors are unchanged."""
+    from cloudcover.export.model_meta import tflite_embed
+
+    path = Path(path)
+    path.write_bytes(tflite_embed(path.read_bytes(), meta))

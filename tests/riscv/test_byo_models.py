@@ -202,3 +202,47 @@ def test_build_verb(models, tmp_path, capsys):
     assert cli_main(["build", "--model-dir", str(tmp_path / "model"), "--target", "rv64gc",
                      "--out", str(tmp_path / "bin2")]) == 1
     assert "compiled for rv64gcv, not rv64gc" in capsys.readouterr().err and not (tmp_path / "bin2").exists()
+
+
+@pytest.mark.slow
+def test_export_embeds_metadata_compile_reads_it(artifacts, tmp_path):
+    """`cloudcover export` writes task, class names and quantization into the model files; a model file copied
+    alone (no quant.json or preprocess.json beside it) compiles with them, from the file itself."""
+    import shutil
+
+    from cloudcover.export import model_meta, tflite_export
+
+    quant = json.loads((artifacts / "quant.json").read_text())
+    meta = model_meta.read_embedded(artifacts / "model_int8.tflite")
+    assert meta["class_names"] == quant["class_names"] and meta["task"] == quant["task"]
+    qin, qout = tflite_export.io_quant(artifacts / "model_int8.tflite")  # the flatbuffer's own tensors
+    assert meta["input"]["scale"] == qin.scale and meta["output"]["zero_point"] == qout.zero_point
+    for name in ("model_fp32.onnx", "model_int8.onnx"):
+        assert model_meta.read_embedded(artifacts / name)["class_names"] == quant["class_names"]
+    for name in ("model_int8.tflite", "model_int8.onnx"):
+        lone = tmp_path / name.replace(".", "_") / name
+        lone.parent.mkdir()
+        shutil.copy(artifacts / name, lone)
+        info = _compile(lone, "host", lone.parent / "out")
+        assert info["class_names"] == quant["class_names"] and info["task"] == quant["task"]
+        assert info["metadata_from"] == "model metadata"
+
+
+@pytest.mark.slow
+@needs_device
+def test_byo_bench_int8_next_to_float(models, tmp_path):
+    """byo_bench (what `cloudcover bench --model` runs): the QDQ build and its float counterpart on the same
+    inputs under the instruction-counting QEMU; parity with onnxruntime, the float/int8 ratios measured."""
+    from cloudcover.riscv import byo_bench, qemu
+
+    np.savez(tmp_path / "in.npz", x=bm.images(6, seed=7), y=np.arange(6) % 4)
+    rep = byo_bench.bench(models / "cnn_int8.onnx", tmp_path / "in.npz", ["rv64gcv"], tmp_path / "rep",
+                          float_model=models / "cnn.onnx", log=lambda m: None)
+    int8, fp32 = rep["rows"]
+    assert int8["compute"] == "int8" and int8["int8_compute"] and fp32["compute"] == "float"
+    assert int8["vs_own_runtime"][0]["max_lsb"] <= 1 and fp32["vs_own_runtime"][0]["max_rel"] <= FP32_RTOL
+    assert int8["weights_bytes"] < fp32["weights_bytes"]  # int8 weights against float32 weights
+    if qemu.find_emulator().counts:
+        assert int8["instructions_per_inference"] > 0 and int8["float_over_int8_instructions_per_inference"] > 0
+    assert json.loads((tmp_path / "rep" / "byo_bench.json").read_text())["n_inputs"] == 6
+    assert "| cnn_int8.onnx | rv64gcv | int8 |" in (tmp_path / "rep" / "byo_bench.md").read_text()
