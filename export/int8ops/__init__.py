@@ -16,6 +16,7 @@ it registers a `registry.Lowering`. Adding an operator is adding a module and it
 ONNX QDQ models (DequantizeLinear -> op -> QuantizeLinear; `source="onnx"`, ONNX's rounding half to even):
     qdq_conv    Conv                              qdq_matmul  Gemm, MatMul
     qdq_binary  Add, Sub, Mul of two tensors      qdq_mean    GlobalAveragePool, ReduceMean
+    qdq_avg_pool AveragePool                      qdq_concat  Concat
     qdq_move    Transpose, Reshape, MaxPool ...   qdq_table   functions of one tensor (by a constant, Relu ...)
 
 Shared: requant.py (TFLite's multiplier/shift math), emit.py (Relax construction), binary.py (elementwise
@@ -30,7 +31,8 @@ from __future__ import annotations
 from . import conv, dense, add, mul, mean, avg_pool, concat, minmax, resize  # noqa: F401,I001
 from . import hard_swish, logistic, requantize  # noqa: F401,I001  (after the others: quantize(dequantize(x)) last)
 # ONNX QDQ (source="onnx"; ONNX's arithmetic, rounding half to even): the table of a function of one tensor last
-from . import qdq_conv, qdq_matmul, qdq_binary, qdq_mean, qdq_move, qdq_table  # noqa: F401,I001
+from . import qdq_conv, qdq_matmul, qdq_binary, qdq_mean, qdq_avg_pool, qdq_concat, qdq_move  # noqa: F401,I001
+from . import qdq_table  # noqa: F401,I001
 from .registry import Lowering, lowerings
 
 __all__ = ["Lowering", "lowerings"]

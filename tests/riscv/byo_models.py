@@ -125,6 +125,38 @@ def cnn_onnx(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def inception_onnx(path: Path, seed: int = 0) -> Path:
+    """Inception / DenseNet structure for the QDQ int8 route: branches joined by Concat (also with the block
+    input), AveragePool, MaxPool, Relu, GlobalAveragePool, Gemm."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(seed)
+
+    def w(*shape):
+        return (rng.normal(0, 0.4, shape)).astype(np.float32)
+
+    inits = [_init("w0", w(8, 3, 3, 3)), _init("b0", w(8)), _init("w1", w(4, 8, 1, 1)), _init("b1", w(4)),
+             _init("w3", w(4, 8, 3, 3)), _init("b3", w(4)), _init("gw", w(4, 16)), _init("gb", w(4))]
+    n = helper.make_node
+    nodes = [n("Conv", ["x", "w0", "b0"], ["c0"], pads=[1, 1, 1, 1]), n("Relu", ["c0"], ["r0"]),
+             n("MaxPool", ["r0"], ["p0"], kernel_shape=[2, 2], strides=[2, 2]),
+             n("Conv", ["p0", "w1", "b1"], ["e1"]), n("Relu", ["e1"], ["e1r"]),
+             n("Conv", ["p0", "w3", "b3"], ["e3"], pads=[1, 1, 1, 1]), n("Relu", ["e3"], ["e3r"]),
+             n("Concat", ["e1r", "e3r"], ["fire"], axis=1),
+             n("Concat", ["p0", "fire"], ["dense"], axis=1),
+             n("AveragePool", ["dense"], ["ap"], kernel_shape=[2, 2], strides=[2, 2]),
+             n("GlobalAveragePool", ["ap"], ["g"]), n("Flatten", ["g"], ["f"]),
+             n("Gemm", ["f", "gw", "gb"], ["logits"], transB=1)]
+    graph = helper.make_graph(nodes, "inception", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    import onnx
+
+    onnx.save(model, str(path))
+    return path
+
+
 def images(n: int, seed: int = 1, nchw: bool = True) -> np.ndarray:
     """Seeded float32 images in [0, 1] with some structure (a bright square on noise)."""
     rng = np.random.default_rng(seed)
