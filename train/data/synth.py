@@ -1,20 +1,16 @@
 """Synthetic CloudSEN12-like and 38-Cloud-like scenes: the offline default for the demo and the tests.
 
-A scene is a textured ground (vegetation, bare soil, water, urban, snow; each with its own 13-band
-top-of-atmosphere spectrum, texture and relief shading) under clouds made from one multi-scale noise
-field F:
-
-    cloud = F > t1          t1 chosen so that exactly round(target% x pixels) pixels are cloud
-    thick = F > t2          t2 chosen so that a drawn share (45-85 %) of the cloud is an opaque core
-    thin  = t1 < F <= t2    semi-transparent edge, opacity 0.35 .. 0.9 rising towards the core
-    halo  = F <= t1         unlabelled haze fading from opacity 0.1 to 0
-    shadow                  the cloud opacity displaced along the ROI's sun direction, darkening the ground
-
-so the mask meets the drawn coverage to one pixel (TOLERANCE_PCT states what the tests hold it to).
-Targets are snapped to whole pixels, so the only error left is ties in F (none in practice).
+A scene is a ground (synth_terrain: biome land cover, field mosaics, rivers, roads, towns with bright
+roofs, relief shading lit from the sun, snow on the heights, sand and salt flats, sun glint on water)
+under clouds (synth_clouds: cumulus fields, stratiform decks, decks with cumulus, thin haze or cirrus)
+and their shadows cast away from the same sun, seen through an atmosphere (synth_spectra: surface
+reflectance per cover and band, transmittance and path radiance for all 13 Sentinel-2 bands; B10 sees
+only high cloud, SWIR B11/B12 tells snow from cloud). The mask comes from exact quantile thresholds on
+the cloud field, so it meets the drawn coverage to one pixel (TOLERANCE_PCT states what the tests hold it
+to): bright confounders are clear, haze is thin cloud, shadow is labelled where it darkens clear ground.
 Coverage targets are balanced over the classes and kept MARGIN_PCT away from inner class edges so that
-a label is decidable from a 96 x 96 rendering. Each ROI has its own style (land-cover mix, snow,
-haze, sun, cloud type, shadow direction); every patch of it is a neighbouring tile on another date.
+a label is decidable from a 96 x 96 rendering. Each ROI has its own style (biome, snow, water, relief,
+sun, aerosol, cloud habits); every patch of it is a neighbouring tile on another date.
 Deterministic: the same seed gives byte-identical files.
 """
 
@@ -31,7 +27,10 @@ import numpy as np
 
 from cloudcover.train.atomic import atomic_dir, check_replaceable
 from cloudcover.train.data import coverage
-from cloudcover.train.data.noise import fractal, quantile_threshold
+from cloudcover.train.data.synth_clouds import make_clouds, shadow
+from cloudcover.train.data.synth_spectra import (CLOUD, CLOUD_B10_HIGH, COARSEN, COVER, LANDSAT, PATH, SHADOW_KEEP,
+                                                 TRANSMIT, jittered_surface)
+from cloudcover.train.data.synth_terrain import BIOME_NAMES, make_ground
 from cloudcover.train.data.parallel import default_workers, pmap
 from cloudcover.train.data.sources import CloudSEN12
 from cloudcover.train.errors import CloudcoverError
@@ -41,26 +40,9 @@ NATIVE_SIZE = {"cloudsen12": 509, "38cloud": 384}
 TOLERANCE_PCT = 0.01  # |coverage of the written mask - drawn target|, in percentage points
 MARGIN_PCT = 4.0
 
-COVER = ("vegetation", "soil", "water", "urban", "snow")
-VEG, SOIL, WATER, URBAN, SNOW = range(5)
-# Rough Sentinel-2 L1C top-of-atmosphere reflectance, B1 B2 B3 B4 B5 B6 B7 B8 B8A B9 B10 B11 B12.
-SIGNATURES = np.array([
-    [.105, .072, .074, .048, .100, .240, .290, .310, .320, .100, .004, .170, .080],  # vegetation
-    [.130, .110, .130, .165, .200, .230, .250, .265, .275, .090, .005, .330, .270],  # bare soil
-    [.100, .075, .060, .035, .028, .022, .018, .016, .015, .006, .002, .008, .006],  # water
-    [.160, .150, .150, .160, .180, .200, .210, .220, .230, .080, .005, .250, .220],  # urban
-    [.700, .720, .700, .680, .660, .630, .600, .580, .560, .280, .020, .080, .050],  # snow (dark in SWIR)
-], dtype=np.float32)
-CLOUD = np.array([.520, .520, .510, .510, .520, .530, .530, .530, .530, .270, .110, .420, .320], np.float32)
-# Share of light that still reaches shadowed ground (more in the blue: diffuse skylight).
-SHADOW_KEEP = np.array([.55, .50, .45, .40, .38, .36, .35, .35, .35, .35, .35, .33, .33], np.float32)
-HAZE = np.array([.020, .014, .008, .004, .004, .002, .001, .001, .001, .0, .0, .0, .0], np.float32)
-TEXTURE = np.array([.18, .12, .04, .22, .06], np.float32)  # multiplicative texture amplitude per cover
-RELIEF = np.array([.08, .10, .0, .04, .30], np.float32)  # hill-shading strength per cover
-# Native resolution per band in 10 m pixels (B1, B9, B10 are 60 m; rendered here as 4 x 4 blocks).
-COARSEN = (4, 1, 1, 1, 2, 2, 2, 1, 2, 4, 4, 2, 2)
-LANDSAT = {"red": 3, "green": 2, "blue": 1, "nir": 7}  # 38-Cloud bands taken from the S2 spectra
-
+MORPH_P = {  # cloud habits of a place: probabilities of cumulus, stratiform, mixed, haze
+    "convective": (0.6, 0.1, 0.2, 0.1), "maritime": (0.2, 0.45, 0.25, 0.1), "hazy": (0.25, 0.2, 0.15, 0.4),
+    "any": (0.35, 0.25, 0.2, 0.2)}
 
 @dataclass
 class SynthConfig:
@@ -111,33 +93,52 @@ class _Task:
 class RoiStyle:
     """What stays the same over the patches of one ROI (place and season)."""
 
-    cover_bias: tuple[float, float, float]  # log-weights of vegetation, soil, urban
-    water: float  # share of the ground
+    biome: str  # synth_terrain.BIOMES key
+    natural_bias: tuple[float, float, float]  # log-weights of the biome's three natural covers
+    farmland: float  # share of the ground in field mosaics
+    urban: float
+    roads: bool
+    river: bool
+    water: float  # share in lakes
     snow: float
+    salt: float  # share of salt flats (desert lows)
+    relief: float  # hill-shading strength
+    glint: float  # specular reflectance on water (0: none)
     sun: float  # illumination factor
-    haze: float  # multiplier on the blue path radiance
-    spectra: np.ndarray  # (5, 13) signatures with this ROI's jitter
+    sun_azimuth: float  # radians; shading and shadows are consistent with it
+    aerosol: float  # multiplier on the path radiance
+    spectra: np.ndarray  # (len(COVER), 13) surface signatures with this ROI's jitter
     cloud_bright: float
-    cloud_beta: tuple[float, float]
-    thick: tuple[float, float]  # thick share of cloud
-    shadow_angle: float  # radians
-    shadow_dist: tuple[float, float]  # pixels at 10 m
+    cloud_relief: float  # brightness difference of sunlit and far sides of clouds
+    morphology_p: tuple[float, float, float, float]
+    thick: tuple[float, float]  # thick share of (non-haze) cloud
+    edge_opacity: tuple[float, float]  # opacity at the edge of labelled cloud
+    shadow_dist: tuple[float, float]  # pixels of a 509 px patch, for a low cloud
 
 
 def roi_style(seed: int, roi: int) -> RoiStyle:
     rng = np.random.default_rng([seed, roi, 7919])
-    snow = float(rng.uniform(0.08, 0.3)) if rng.random() < 0.2 else 0.0  # present, never dominant
-    water = float(rng.uniform(0.03, 0.25)) if rng.random() < 0.6 else 0.0
-    jitter = rng.normal(1.0, 0.08, size=(5, 1)) * rng.normal(1.0, 0.03, size=(5, 13))
-    beta_lo = float(rng.uniform(2.7, 3.4))
-    thick_lo = float(rng.uniform(0.45, 0.7))
-    dist_lo = float(rng.uniform(6, 25))
+    biome = BIOME_NAMES[int(rng.choice(len(BIOME_NAMES), p=(0.3, 0.3, 0.12, 0.13, 0.15)))]
+    r = rng.random()  # snow: absent mostly, sometimes most of the scene (a clear scene can be white)
+    snow = 0.0 if r < 0.78 else float(rng.uniform(0.05, 0.35)) if r < 0.9 else float(rng.uniform(0.35, 0.85))
+    water = float(rng.uniform(0.02, 0.2)) if rng.random() < 0.35 else 0.0
+    habit = ("convective", "maritime", "hazy", "any")[int(rng.integers(4))]
+    thick_lo = float(rng.uniform(0.55, 0.85))
+    edge_lo = float(rng.uniform(0.08, 0.25))
+    dist_lo = float(rng.uniform(15, 45))
     return RoiStyle(
-        cover_bias=tuple(float(x) for x in rng.normal(0, 0.6, 3) + np.array([0.4, 0.0, -0.9])),
-        water=water, snow=snow, sun=float(rng.uniform(0.85, 1.15)), haze=float(rng.uniform(0.3, 1.5)),
-        spectra=(SIGNATURES * jitter).astype(np.float32), cloud_bright=float(rng.uniform(0.85, 1.2)),
-        cloud_beta=(beta_lo, beta_lo + 0.5), thick=(thick_lo, thick_lo + 0.15),
-        shadow_angle=float(rng.uniform(0, 2 * math.pi)), shadow_dist=(dist_lo, dist_lo * 1.6),
+        biome=biome, natural_bias=tuple(float(x) for x in rng.normal(0, 0.6, 3)),
+        farmland=float(rng.uniform(0.0, 0.8)) if rng.random() < 0.75 else 0.0,
+        urban=float(rng.uniform(0.0, 0.12)) if rng.random() < 0.5 else 0.0,
+        roads=bool(rng.random() < 0.6), river=bool(rng.random() < 0.4), water=water, snow=snow,
+        salt=float(rng.uniform(0.02, 0.12)) if biome == "desert" and water == 0 and rng.random() < 0.5 else 0.0,
+        relief=float(rng.uniform(0.02, 0.12)) * (3.0 if snow > 0 else 1.0),
+        glint=float(rng.uniform(0.05, 0.35)) if rng.random() < 0.3 else 0.0,
+        sun=float(rng.uniform(0.8, 1.15)), sun_azimuth=float(rng.uniform(0, 2 * math.pi)),
+        aerosol=float(rng.uniform(0.5, 1.8)), spectra=jittered_surface(rng),
+        cloud_bright=float(rng.uniform(0.8, 1.15)), cloud_relief=float(rng.uniform(0.03, 0.12)),
+        morphology_p=MORPH_P[habit], thick=(thick_lo, min(1.0, thick_lo + 0.15)),
+        edge_opacity=(edge_lo, edge_lo + 0.1), shadow_dist=(dist_lo, dist_lo * 1.5),
     )
 
 
@@ -158,82 +159,38 @@ def make_scene(rng: np.random.Generator, style: RoiStyle, target_pct: float, siz
     import scipy.fft
 
     canvas = scipy.fft.next_fast_len(size, real=True)
-    crop = (slice(0, size), slice(0, size))
-    n_px = size * size
-
-    # Ground: smooth selector fields give land-cover regions; water in the lows of a wetness field,
-    # snow on the heights of an elevation field that also provides the hill shading.
-    g = fractal(rng, canvas, beta=4.0, n=5, scale_px=canvas / 2)[(slice(None),) + crop]
-    elev, wet, sel = g[0], g[1], g[2:] + np.asarray(style.cover_bias, np.float32)[:, None, None]
-    cover = np.array([VEG, SOIL, URBAN], np.uint8)[np.argmax(sel, axis=0)]
-    cover[wet > quantile_threshold(wet, round(style.water * n_px))] = WATER
-    cover[elev > quantile_threshold(elev, round(style.snow * n_px))] = SNOW
-    tex = fractal(rng, canvas, beta=2.0, n=1, scale_px=48)[0][crop]
-    slope = np.clip((elev - np.roll(elev, 1, axis=1)) / (np.std(elev - np.roll(elev, 1, axis=1)) + 1e-6), -3, 3)
-    mult = (1 + TEXTURE[cover] * tex) * (1 + RELIEF[cover] * slope) * np.float32(style.sun)
-    blocks = rng.random((size // 6 + 1, size // 6 + 1), dtype=np.float32)
-    blocks = np.repeat(np.repeat(blocks, 6, axis=0), 6, axis=1)[:size, :size]
-    mult = np.where(cover == URBAN, mult * (0.7 + 0.6 * blocks), mult).astype(np.float32)
-
-    # Clouds: exact quantile thresholds on one multi-scale field.
-    beta = float(rng.uniform(*style.cloud_beta))
-    F = fractal(rng, canvas, beta=beta, n=1, scale_px=float(rng.uniform(canvas / 4, canvas)))[0]
-    Fc = F[crop]
-    n_cloud = int(round(target_pct / 100.0 * n_px))
-    n_thick = int(round(float(rng.uniform(*style.thick)) * n_cloud))
-    t1 = quantile_threshold(Fc, n_cloud)
-    t2 = quantile_threshold(Fc, n_thick)
-    hi = t2 if math.isfinite(t2) else float(Fc.max()) + 1e-3  # thin ramp top when there is no core
-    lo = t1 if math.isfinite(t1) else float(Fc.min()) - 1e-3
-    ramp = np.clip((F - np.float32(lo)) / np.float32(max(hi - lo, 1e-6)), 0, 1) ** np.float32(0.7)
-    halo = np.float32(0.1) * np.exp(np.minimum(F - np.float32(lo), 0) / np.float32(0.15))
-    alpha = np.where(F > t2, np.float32(1.0), np.where(F > t1, np.float32(0.35) + np.float32(0.55) * ramp, halo))
-    if n_cloud == 0:
-        alpha = np.zeros_like(F)
-    alpha = alpha.astype(np.float32)
-
-    # Shadow: the opacity displaced along the sun direction (periodic canvas: clouds just outside cast too).
-    dist = float(rng.uniform(*style.shadow_dist))
-    dy, dx = int(round(dist * math.sin(style.shadow_angle))), int(round(dist * math.cos(style.shadow_angle)))
-    shade = np.roll(alpha, (dy, dx), axis=(0, 1))[crop] ** np.float32(1.5)
-
-    mask = np.zeros((size, size), np.uint8)
-    mask[Fc > t1] = coverage.THIN
-    mask[Fc > t2] = coverage.THICK
-    mask[(mask == coverage.CLEAR) & (shade > 0.45)] = coverage.SHADOW
-
-    # Cloud brightness: textured, brighter in the opaque cores, lit on the sun side.
-    ctex = fractal(rng, canvas, beta=2.6, n=1, scale_px=canvas / 4)[0][crop]
-    core = np.clip((Fc - np.float32(hi)) / np.float32(0.8), 0, 1)
-    side = Fc - np.roll(F, (dy // 4, dx // 4), axis=(0, 1))[crop]
-    side = np.clip(side / (side.std() + 1e-6), -2, 2)
-    cbright = (np.float32(style.cloud_bright) * (1 + 0.06 * ctex + 0.15 * core) * (1 - 0.06 * side)).astype(np.float32)
-    a = alpha[crop]
-
-    # Per band: ground (lit + shadowed part) under the cloud, plus haze and the cloud itself; the products
-    # that do not depend on the band are formed once.
-    lit = mult * (1 - a)  # ground weight outside shadow ...
+    ground = make_ground(rng, style, size, canvas)
+    # Per scene (date): illumination, aerosol and a slight colour cast vary around the place's values. Drawn
+    # before the clouds, so one rng state gives the same ground under any cloud cover (what the tests compare).
+    light = ground.light * np.float32(style.sun * rng.uniform(0.92, 1.08))
+    aerosol = np.float32(style.aerosol * rng.uniform(0.8, 1.25))
+    cast = rng.normal(1.0, 0.02, 13).astype(np.float32)
+    noise = rng.standard_normal((size + 13, size), dtype=np.float32) * np.float32(0.0008)
+    clouds = make_clouds(rng, style, target_pct, size, canvas)
+    shade = shadow(clouds, style, rng, size)
+    a = clouds.alpha[:size, :size]
+    lit = light * (1 - a)  # surface weight outside shadow ...
     dark = lit * shade  # ... and the part of it in shadow
     lit -= dark
-    noise = rng.standard_normal((size + 13, size), dtype=np.float32) * np.float32(0.0008)
+    cb = clouds.bright * a
     out = np.empty((len(bands), size, size), np.float32)
     tmp = np.empty((size, size), np.float32)
-    clear = 1 - a
     for j, b in enumerate(bands):
         band = out[j]
         np.multiply(dark, SHADOW_KEEP[b], out=band)
         band += lit
-        np.take(style.spectra[:, b], cover, out=tmp)
+        np.take(style.spectra[:, b], ground.cover, out=tmp)
         band *= tmp
-        np.multiply(clear, HAZE[b] * np.float32(style.haze), out=tmp)
-        band += tmp
-        np.multiply(cbright, CLOUD[b], out=tmp)
-        tmp *= a
-        band += tmp
+        if ground.glint is not None:
+            band += ground.glint * (1 - a) * (1 - shade)
+        band *= TRANSMIT[b] * cast[b]
+        band += (1 - a) * (PATH[b] * aerosol)  # path radiance below the cloud top is hidden by it
+        cloud_b = CLOUD_B10_HIGH * np.float32(clouds.height) + np.float32(0.01) if b == 10 else CLOUD[b]
+        band += cb * np.float32(cloud_b)
         if len(bands) == 13 and COARSEN[b] > 1:
             band[:] = _coarsen(band, COARSEN[b])
         band += noise[j:j + size]  # one noise draw, a different window per band
-    return out, mask
+    return out, clouds.mask
 
 
 # ----------------------------------------------------------------------------------------------- files

@@ -1,0 +1,136 @@
+"""Scene elements of the synthetic generator carry their intended label, with physically sensible values.
+
+The oracle for each element is the same scene rendered without clouds: make_scene draws the ground, the
+illumination and the noise before the clouds, so one rng seed gives the identical ground at any coverage
+(checked first). Spectral facts come from synth_spectra's documented physics, not from the labels.
+"""
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cloudcover.train.data import coverage
+from cloudcover.train.data.synth import (TOLERANCE_PCT, SynthConfig, make_scene, plan, roi_style, synthesize)
+from cloudcover.train.data.synth_clouds import MORPHOLOGIES
+
+B2, B3, B4, B8, B10, B11 = 1, 2, 3, 7, 10, 11
+ONLY = {m: tuple(float(i == k) for i in range(len(MORPHOLOGIES))) for k, m in enumerate(MORPHOLOGIES)}
+
+
+def _style(roi: int = 3, **kw):
+    return dataclasses.replace(roi_style(0, roi), **kw)
+
+
+def _pair(style, target: float, size: int = 128, seed: int = 5):
+    """The scene at `target` % cloud and the same scene without clouds."""
+    cloudy = make_scene(np.random.default_rng(seed), style, target, size)
+    clear = make_scene(np.random.default_rng(seed), style, 0.0, size)
+    return cloudy, clear
+
+
+def test_ground_is_the_same_under_any_cloud_cover():
+    (refl, mask), (clear, cmask) = _pair(_style(morphology_p=ONLY["cumulus"]), 30.0)
+    assert (cmask == coverage.CLEAR).all()
+    untouched = mask == coverage.CLEAR
+    # far from clouds and shadows the two renderings agree to the sensor noise
+    far = untouched & (np.abs(refl[B4] - clear[B4]) < 0.5)
+    assert np.median(np.abs(refl[B4][far] - clear[B4][far])) < 0.01
+
+
+@pytest.mark.parametrize("snow", [0.3, 0.8])
+def test_snow_is_clear_bright_in_visible_dark_in_swir(snow):
+    style = _style(snow=snow)
+    refl, mask = make_scene(np.random.default_rng(1), style, 0.0, 128)
+    snowy = (refl[B3] > 0.35) & (refl[B11] < 0.12)  # the snow signature; nothing else has it
+    assert snowy.mean() > 0.5 * snow
+    assert (mask[snowy] == coverage.CLEAR).all()
+    # cloud, unlike snow, stays bright in SWIR
+    refl2, mask2 = make_scene(np.random.default_rng(1), _style(snow=snow, morphology_p=ONLY["stratiform"]), 60.0, 128)
+    thick = mask2 == coverage.THICK
+    assert np.median(refl2[B11][thick]) > 2 * np.median(refl[B11][snowy])
+
+
+def test_bright_confounders_without_cloud_are_all_clear():
+    """Salt flats, sand, roofs and sun glint can be as bright as cloud in RGB; at 0 % they are all clear."""
+    style = _style(roi=2, biome="desert", salt=0.15, water=0.1, glint=0.3, urban=0.1, snow=0.0)
+    refl, mask = make_scene(np.random.default_rng(2), style, 0.0, 128)
+    bright = refl[[B4, B3, B2]].mean(axis=0) > 0.3
+    assert bright.mean() > 0.05
+    assert (mask == coverage.CLEAR).all()
+
+
+def test_haze_is_thin_cloud_semi_transparent_and_seen_by_cirrus_band():
+    style = _style(morphology_p=ONLY["haze"])
+    for seed in range(4):
+        (refl, mask), (clear, _) = _pair(style, 60.0, seed=seed)
+        cloud = mask != coverage.CLEAR
+        cloud &= mask != coverage.SHADOW
+        thin = mask == coverage.THIN
+        assert coverage.coverage_pct(mask) == pytest.approx(60.0, abs=TOLERANCE_PCT)
+        assert thin.sum() >= 0.7 * cloud.sum()  # mostly thin
+        lift = refl[B2][thin] - clear[B2][thin]
+        assert np.median(lift) > 0.01  # brighter than the ground it veils ...
+        assert np.corrcoef(refl[B4][thin], clear[B4][thin])[0, 1] > 0.5  # ... which still shows through
+        # B10 sees the veil when it is high (cirrus), never the ground
+        assert clear[B10].max() < 0.02
+        if refl[B10][thin].mean() > 0.05:
+            assert refl[B10][thin].mean() > 3 * refl[B10][mask == coverage.CLEAR].mean()
+
+
+def test_shadow_is_labelled_darker_and_cast_away_from_the_sun():
+    style = _style(morphology_p=ONLY["cumulus"], sun_azimuth=0.0)  # sun in +x: shadows fall towards -x
+    (refl, mask), (clear, _) = _pair(style, 20.0, size=192, seed=7)
+    sh = mask == coverage.SHADOW
+    assert sh.mean() > 0.005
+    ratio = refl[B8][sh] / clear[B8][sh]
+    assert 0.3 < np.median(ratio) < 0.85  # diffuse light remains: darker, not black
+    cloud = (mask == coverage.THICK) | (mask == coverage.THIN)
+    # a shadow pixel has its cloud towards the sun (+x) within the cast distance, not away from it
+    toward = np.zeros_like(cloud)
+    away = np.zeros_like(cloud)
+    for k in range(1, 41):
+        toward[:, :-k] |= cloud[:, k:]
+        away[:, k:] |= cloud[:, :-k]
+    assert toward[sh].mean() > 0.9
+    assert toward[sh].mean() > away[sh].mean() + 0.2
+
+
+@pytest.mark.parametrize("morph", MORPHOLOGIES)
+@pytest.mark.parametrize("target", [0.0, 0.3, 37.5, 100.0])
+def test_requested_coverage_is_met_for_every_morphology(morph, target):
+    _, mask = make_scene(np.random.default_rng(3), _style(morphology_p=ONLY[morph]), target, 64)
+    assert coverage.coverage_pct(mask) == pytest.approx(target, abs=max(TOLERANCE_PCT, 100 / 64 ** 2))
+
+
+def test_cumulus_fields_have_many_small_clouds_and_decks_few_large():
+    from scipy import ndimage
+
+    counts = {}
+    for morph in ("cumulus", "stratiform"):
+        n = []
+        for seed in range(3):
+            _, mask = make_scene(np.random.default_rng(seed), _style(morphology_p=ONLY[morph]), 20.0, 256)
+            n.append(ndimage.label(np.isin(mask, (coverage.THICK, coverage.THIN)))[1])
+        counts[morph] = np.median(n)
+    assert counts["cumulus"] > counts["stratiform"]
+
+
+def test_classes_stay_balanced_at_demo_scale():
+    tasks = plan(SynthConfig(out=Path("unused"), n=1440, seed=0, size=256), 256)
+    per_class = {}
+    for t in tasks:
+        per_class[t.cls] = per_class.get(t.cls, 0) + 1
+    assert sorted(per_class.values()) == [360, 360, 360, 360]
+
+
+def test_38cloud_same_seed_same_bytes(tmp_path):
+    def digest(root):
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*.TIF"))}
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out in (a, b):
+        synthesize(SynthConfig(out=out, format="38cloud", n=4, seed=3, size=48, workers=1, progress=False))
+    assert digest(a) == digest(b) and len(digest(a)) == 20

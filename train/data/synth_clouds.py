@@ -1,0 +1,116 @@
+"""The clouds of a synthetic scene: morphology, opacity, labels and shadow.
+
+One field F per patch decides the label by exact quantile thresholds (so the coverage target is met to a
+pixel): cloud = F > t1, thick = F > t2, thin = t1 < F <= t2. What F looks like depends on the morphology:
+
+    cumulus     many small blobs (a few % of the scene wide), clustered by a large-scale field
+    stratiform  one large multi-scale deck with broken edges
+    mixed       a deck with cumulus on and around it (clouds over clouds)
+    haze        a smooth, thin, semi-transparent veil over large parts of the scene: mostly thin cloud
+
+Opacity rises from a low value at the label's edge (real manual labels include the faint outskirts of a
+cloud) to nearly opaque in the cores; a faint unlabelled halo fades outside. The shadow is the opacity
+moved along the sun's azimuth by a distance set by the cloud height, labelled where it darkens clear ground.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from cloudcover.train.data import coverage
+from cloudcover.train.data.noise import fractal, quantile_threshold
+
+MORPHOLOGIES = ("cumulus", "stratiform", "mixed", "haze")
+SHADOW_LABEL = 0.35  # shade strength from which a clear pixel is labelled cloud shadow
+
+
+@dataclass(frozen=True)
+class Clouds:
+    alpha: np.ndarray  # (canvas, canvas) opacity 0..1 (periodic: clouds just outside the crop cast shadows)
+    mask: np.ndarray  # (size, size) uint8 codes CLEAR / THICK / THIN (shadow added by `shadow`)
+    bright: np.ndarray  # (size, size) cloud brightness factor (texture, sunlit side)
+    height: float  # 0 low (B10 dark) .. 1 high ice cloud (B10 bright)
+    morphology: str
+
+
+def _field(rng: np.random.Generator, kind: str, canvas: int, s: float) -> np.ndarray:
+    def cumulus() -> np.ndarray:
+        blobs = fractal(rng, canvas, beta=float(rng.uniform(4.0, 5.0)), n=1,
+                        scale_px=float(rng.uniform(30, 80)) * s)[0]
+        cluster = fractal(rng, canvas, beta=4.0, n=1, scale_px=canvas / 2)[0]
+        return blobs + np.float32(rng.uniform(0.4, 1.2)) * cluster
+
+    if kind == "cumulus":
+        return cumulus()
+    deck = fractal(rng, canvas, beta=float(rng.uniform(3.2, 3.9)), n=1,
+                   scale_px=float(rng.uniform(0.35, 1.0)) * canvas)[0]
+    if kind == "stratiform":
+        return deck
+    if kind == "mixed":
+        return deck + np.float32(rng.uniform(0.4, 0.9)) * cumulus()
+    return fractal(rng, canvas, beta=float(rng.uniform(3.6, 4.4)), n=1, scale_px=canvas)[0]  # haze
+
+
+def make_clouds(rng: np.random.Generator, style, target_pct: float, size: int, canvas: int) -> Clouds:
+    s = size / 509.0
+    crop = (slice(0, size), slice(0, size))
+    n_px = size * size
+    kind = MORPHOLOGIES[int(rng.choice(len(MORPHOLOGIES), p=style.morphology_p))]
+    F = _field(rng, kind, canvas, s)
+    F = F / (F.std() + np.float32(1e-6))
+    Fc = F[crop]
+    n_cloud = int(round(target_pct / 100.0 * n_px))
+    haze = kind == "haze"
+    thick_share = float(rng.uniform(0.0, 0.3)) if haze else float(rng.uniform(*style.thick))
+    n_thick = int(round(thick_share * n_cloud))
+    t1 = quantile_threshold(Fc, n_cloud)
+    t2 = quantile_threshold(Fc, n_thick)
+    mask = np.zeros((size, size), np.uint8)
+    mask[Fc > t1] = coverage.THIN
+    mask[Fc > t2] = coverage.THICK
+    if n_cloud == 0:
+        return Clouds(np.zeros_like(F), mask, np.ones((size, size), np.float32), 0.0, kind)
+
+    # Opacity: a_edge at the label's edge rising to a_max over the cloud's inner part.
+    lo = t1 if math.isfinite(t1) else float(Fc.min()) - 1e-3
+    core_n = max(1, int(round(float(rng.uniform(0.25, 0.6)) * n_cloud)))
+    top = quantile_threshold(Fc, core_n)
+    top = top if math.isfinite(top) else float(Fc.max())
+    width = max(top - lo, 1e-3)
+    if haze:
+        a_edge, a_max = float(rng.uniform(0.08, 0.2)), float(rng.uniform(0.3, 0.6))
+    else:
+        a_edge, a_max = float(rng.uniform(*style.edge_opacity)), float(rng.uniform(0.6, 1.0))
+    u = np.clip((F - np.float32(lo)) / np.float32(width), 0, None)
+    inside = np.float32(a_edge) + np.float32(a_max - a_edge) * np.minimum(u, 1) ** np.float32(1.3)
+    halo = np.float32(0.35 * a_edge) * np.exp(np.minimum(F - np.float32(lo), 0) / np.float32(0.08 * width + 0.02))
+    alpha = np.where(F > np.float32(lo), inside, halo).astype(np.float32)
+
+    # Brightness: bumpy tops, a bit brighter in the cores, the sunlit side brighter and the far side darker.
+    ctex = fractal(rng, canvas, beta=2.4, n=1, scale_px=40 * s)[0][crop]
+    dy, dx = math.sin(style.sun_azimuth), math.cos(style.sun_azimuth)
+    gy, gx = np.gradient(F[crop])
+    side = gx * np.float32(dx) + gy * np.float32(dy)
+    side = np.clip(side / (side.std() + np.float32(1e-6)), -2.5, 2.5)
+    core = np.minimum(u[crop], 1)
+    bright = (np.float32(style.cloud_bright) * (1 + np.float32(0.08) * ctex + np.float32(0.08) * core)
+              * (1 - np.float32(style.cloud_relief) * side)).astype(np.float32)
+    height = float(rng.uniform(0.5, 1.0)) if (haze and rng.random() < 0.7) else float(rng.uniform(0.0, 0.15))
+    return Clouds(alpha, mask, bright, height, kind)
+
+
+def shadow(clouds: Clouds, style, rng: np.random.Generator, size: int) -> np.ndarray:
+    """Shade strength (size, size) 0..1 cast by the clouds; labels it into clouds.mask where clear."""
+    s = size / 509.0
+    dist = float(rng.uniform(*style.shadow_dist)) * s * (1.0 + 2.0 * clouds.height)
+    # Shadows fall away from the sun.
+    dy = int(round(-dist * math.sin(style.sun_azimuth)))
+    dx = int(round(-dist * math.cos(style.sun_azimuth)))
+    opaque = clouds.alpha ** np.float32(1.5)
+    shade = np.roll(opaque, (dy, dx), axis=(0, 1))[:size, :size] * np.float32(1.0 - 0.6 * clouds.height)
+    clouds.mask[(clouds.mask == coverage.CLEAR) & (shade > SHADOW_LABEL)] = coverage.SHADOW
+    return shade.astype(np.float32)
+
