@@ -157,6 +157,36 @@ def inception_onnx(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def unet_onnx(path: Path, seed: int = 0) -> Path:
+    """UNet structure (one level) for the QDQ int8 route: strided conv down, nearest Resize x2 up (as Keras's
+    UpSampling2D exports), Concat with the skip connection, a 1-channel mask logit output."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(seed)
+
+    def w(*shape):
+        return (rng.normal(0, 0.4, shape)).astype(np.float32)
+
+    inits = [_init("w0", w(8, 3, 3, 3)), _init("b0", w(8)), _init("wd", w(8, 8, 3, 3)), _init("bd", w(8)),
+             _init("wo", w(1, 16, 3, 3)), _init("bo", w(1)), _init("roi", np.zeros(0, np.float32)),
+             _init("scales", np.array([1, 1, 2, 2], np.float32))]
+    n = helper.make_node
+    nodes = [n("Conv", ["x", "w0", "b0"], ["c0"], pads=[1, 1, 1, 1]), n("Relu", ["c0"], ["r0"]),
+             n("Conv", ["r0", "wd", "bd"], ["cd"], pads=[1, 1, 1, 1], strides=[2, 2]), n("Relu", ["cd"], ["rd"]),
+             n("Resize", ["rd", "roi", "scales"], ["up"], mode="nearest", nearest_mode="floor",
+               coordinate_transformation_mode="asymmetric"),
+             n("Concat", ["r0", "up"], ["cat"], axis=1),
+             n("Conv", ["cat", "wo", "bo"], ["mask"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "unet", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
+                              [helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", 1, SIZE, SIZE])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    import onnx
+
+    onnx.save(model, str(path))
+    return path
+
+
 def images(n: int, seed: int = 1, nchw: bool = True) -> np.ndarray:
     """Seeded float32 images in [0, 1] with some structure (a bright square on noise)."""
     rng = np.random.default_rng(seed)

@@ -84,6 +84,16 @@ def test_qdq_onnx_integer_host(models, tmp_path, name, ops):
     assert r.max_lsb <= 1 and r.top1_agreement >= 0.99, r  # see int8ops/qdq_common.py for the 1 LSB
 
 
+def test_qdq_onnx_unet_nearest_resize_host(tmp_path):
+    """A UNet-structured QDQ model (nearest Resize x2 as two integer repeats, skip Concat): integer compute, its
+    mask logits at most 1 LSB from onnxruntime on this small net."""
+    bm.unet_onnx(tmp_path / "unet.onnx")
+    model = bm.qdq_onnx(tmp_path / "unet.onnx", tmp_path / "unet_int8.onnx", bm.images(48, seed=3))
+    info, (r,) = _parity(model, "host", tmp_path, bm.images(8, seed=5))
+    assert info["int8_compute"] is True and "qdq_move" in info["int8_ops"] and info["output"]["shape"] == [1, 1, 16, 16]
+    assert r.max_lsb <= 1, r
+
+
 def test_fp32_tflite_host(tmp_path):
     model = bm.keras_fp32_tflite(tmp_path / "model_fp32.tflite")
     x = bm.images(10, seed=2, nchw=False)
