@@ -11,7 +11,7 @@ from cloudcover.riscv.cli import main
 
 # Every verb of the chain, as README and `cloudcover --help`'s epilog name them: a stage whose CLI module fails to
 # import is skipped by the dispatcher, so its verb would silently vanish from the command.
-VERBS = ("data", "train", "tune", "evaluate", "predict", "export", "compile", "bench")
+VERBS = ("data", "train", "tune", "evaluate", "predict", "export", "compile", "build", "bench")
 
 
 def test_help_lists_the_chain(capsys):
