@@ -115,6 +115,7 @@ class OutputParity:
     max_lsb: int | None  # in steps of the output scale (quantized outputs)
     lsb_histogram: dict | None  # {"0": n, "1": n, ...}
     top1_agreement: float | None  # fraction of inputs whose argmax (last axis, flattened) agrees
+    mask_agreement: float | None = None  # one-channel outputs (mask logits): fraction of elements with the same sign
 
 
 def compare(device: list[np.ndarray], reference: list[np.ndarray], specs: list[dict]) -> list[OutputParity]:
@@ -131,10 +132,13 @@ def compare(device: list[np.ndarray], reference: list[np.ndarray], specs: list[d
             lsb = int(steps.max()) if steps.size else 0
             vals, counts = np.unique(steps, return_counts=True)
             hist = {str(int(v)): int(c) for v, c in zip(vals, counts)}
-        top1 = float(np.mean(d.argmax(1) == r.argmax(1))) if d.shape[1] > 1 and len(d) else None
+        shape = list(s["shape"])
+        one_channel = len(shape) == 4 and 1 in (shape[1], shape[-1])
+        top1 = float(np.mean(d.argmax(1) == r.argmax(1))) if d.shape[1] > 1 and len(d) and not one_channel else None
+        mask = float(np.mean((d > 0) == (r > 0))) if one_channel and d.size else None
         scale = float(np.abs(r).max()) if r.size else 0.0
-        rows.append(OutputParity(k, list(s["shape"]), float(diff.max()) if diff.size else 0.0,
-                                 float(diff.max() / scale) if diff.size and scale > 0 else 0.0, lsb, hist, top1))
+        rows.append(OutputParity(k, shape, float(diff.max()) if diff.size else 0.0,
+                                 float(diff.max() / scale) if diff.size and scale > 0 else 0.0, lsb, hist, top1, mask))
     return rows
 
 

@@ -147,6 +147,8 @@ def markdown(report: dict) -> str:
         p = r["vs_own_runtime"][0]
         ins = "n/a" if r["instructions_per_inference"] is None else f"{r['instructions_per_inference']:,}"
         top1 = "" if p["top1_agreement"] is None else f"{p['top1_agreement'] * 100:.2f} %"
+        if p.get("mask_agreement") is not None:
+            top1 = f"{p['mask_agreement'] * 100:.2f} % of pixels"
         acc = f"{r['accuracy'] * 100:.2f} %" if "accuracy" in r else ""
         lsb = "" if p["max_lsb"] is None else str(p["max_lsb"])
         lines.append(f"| {r['model']} | {r['target']} | {r['compute']} | {ins} | {r['weights_bytes']:,} | "
