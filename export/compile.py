@@ -24,7 +24,7 @@ from pathlib import Path
 from cloudcover.train.atomic import atomic_dir, check_replaceable
 from cloudcover.train.errors import CloudcoverError
 
-from . import codegen, int8_lowering, kernel_stats, lowering, memplan, relax_import
+from . import codegen, int8_lowering, kernel_stats, lowering, memplan, narrow_consts, relax_import
 from .targets import get_target
 
 COMPUTES = ("auto", "int8", "float")
@@ -130,6 +130,8 @@ def compile_model(model_path: str | Path, target_name: str, out_dir: str | Path,
                              vector="+v" in target.llvm.get("mattr", []))
     graph = lowering.extract_graph(lowered)
     kernels = lowering.kernel_module(lowered)
+    if compute == "int8":  # requantization vectors stored as int32 (narrow_consts.py)
+        graph, kernels = narrow_consts.narrow_constants(graph, kernels)
     kernel_floats = int8_lowering.kernel_float_dtypes(kernels)
     if compute == "int8":
         check_integer([], kernel_floats, model_path)

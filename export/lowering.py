@@ -63,7 +63,7 @@ PIPELINE_NAMES = ("LegalizeOps", "AnnotateTIROpPattern", "FoldConstant", "FuseOp
                   "DeadCodeElimination", "AttachGlobalSymbol")
 
 
-SCHEDULES = ("tuned", "naive")  # tuned: export/schedules (recorded choices, else defaults); naive: the first one
+SCHEDULES = ("tuned", "naive")  # tuned: export/schedules.py with the recorded export/schedules.json; naive: the first
 DEFAULT_SCHEDULES = "tuned"
 
 
@@ -84,13 +84,16 @@ def lower(mod, schedule: bool | str = True, vector: bool = False):
         return lowered
     if schedule is True:
         schedule = DEFAULT_SCHEDULES
-    if schedule not in SCHEDULES:
-        raise CloudcoverError(f"unknown schedules {schedule!r} (expected one of {', '.join(SCHEDULES)})")
     if schedule == "naive":
         return schedule_kernels(lowered, vector)
     from . import schedules
 
-    return schedules.schedule_module(lowered, vector)
+    if schedule == "tuned":
+        return schedules.schedule_module(lowered, vector)
+    if str(schedule).endswith(".json"):  # another schedule file (what --tune measures candidates with)
+        return schedules.schedule_module(lowered, vector, db_path=schedule)
+    raise CloudcoverError(f"unknown schedules {schedule!r} (expected one of {', '.join(SCHEDULES)} or a .json "
+                          "schedule file)")
 
 
 def _table_lookups_injective(mod):
@@ -160,9 +163,28 @@ def _is_if_then_else(node) -> bool:
 
 
 def _schedule_func(func, vector: bool = False):
-    from tvm import ir, s_tir, tirx
+    from tvm import s_tir
 
     sch = s_tir.Schedule(func)
+    root = sch.get_sblock("root")
+
+    def attempt(fn, *args) -> bool:
+        try:
+            fn(*args)
+            return True
+        except s_tir.ScheduleError:
+            return False
+
+    inline_elementwise(sch)
+    _compute_at_output(sch, vector, attempt)
+    return sch.mod["main"]
+
+
+def inline_elementwise(sch) -> None:
+    """Inline every elementwise/injective block into its consumer where that duplicates nothing (step 1 of
+    the fused-loop schedule)."""
+    from tvm import ir, s_tir, tirx
+
     root = sch.get_sblock("root")
 
     def attempt(fn, *args) -> bool:
@@ -202,6 +224,22 @@ def _schedule_func(func, vector: bool = False):
             if attempt(sch.compute_inline, b):
                 changed = True
                 break
+
+
+def _compute_at_output(sch, vector: bool, attempt) -> None:
+    root = sch.get_sblock("root")
+
+    def outputs():
+        return [sch.get(o) for o in sch.get_output_blocks(root)]
+
+    def is_output(b) -> bool:
+        return any(sch.get(b).same_as(o) for o in outputs())
+
+    def is_reduction(b) -> bool:
+        from tvm import tirx
+
+        return any(int(iv.iter_type) != tirx.IterVar.DataPar for iv in sch.get(b).iter_vars)
+
     # 2. compute everything else (multi-use values, the conv/matmul/sum reduction) at the innermost loop of
     #    the output block, last producer first: each buffer shrinks to the element the epilogue needs, i.e.
     #    a register, and the whole kernel is one loop nest
@@ -226,7 +264,6 @@ def _schedule_func(func, vector: bool = False):
                     extent = sch.get(inner).extent
                     if not vector and hasattr(extent, "value") and 1 < int(extent.value) <= UNROLL_MAX:
                         attempt(sch.unroll, inner)
-    return sch.mod["main"]
 
 
 def _under(sch, block, loop) -> bool:

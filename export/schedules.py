@@ -1,12 +1,239 @@
-"""Faster int8 kernel schedules, chosen per operator, shape and target (on top of lowering.schedule_kernels).
+"""Register-blocked int8 schedules for the conv/matmul kernels, chosen per kernel shape and target.
 
-`schedule_module` is what a plain compile uses ("tuned" schedules).
+The naive schedule (lowering.schedule_kernels) computes one output element at a time: every MAC loads its
+int8 input and its int8 weight. Here the output's pixel and channel loops are tiled (Pw pixels x Pc channels)
+and the reduction is computed at the tile: its loops run outside the tile, so each input value loaded is used
+Pc times and each weight Pw times, and the Pw x Pc int32 accumulators live in registers (the tile loops are
+unrolled; on RVV LLVM's SLP vectorizer turns the unrolled channel tile into vectors: one int8 weight vector,
+then a scalar-times-vector multiply-accumulate per pixel; TVM's own `vectorize` emits length-agnostic loops with
+masks for +v and scalarizes the body, so it is not used). The requantization epilogue then runs per element as before.
+
+A kernel without one multiplying reduction that writes the output's iteration space (pooling, elementwise,
+table lookups, pads) keeps the naive schedule. The tile of a kernel is the recorded choice
+(schedule_db.py) when there is one, else `default_tile`. Every schedule is the same integer computation
+(only loop order and storage change), so results are bit-identical; tests/riscv/test_schedules.py checks it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 
-def schedule_module(mod, vector: bool = False):
-    from .lowering import schedule_kernels
+from cloudcover.train.errors import CloudcoverError
 
-    return schedule_kernels(mod, vector)
+
+@dataclass(frozen=True)
+class Tile:
+    pw: int  # output pixels per tile (along the output's second-innermost loop)
+    pc: int  # output channels per tile (innermost loop)
+
+    def key(self) -> str:
+        return f"{self.pw}x{self.pc}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Tile":
+        a, _, b = str(text).partition("x")
+        return cls(int(a), int(b))
+
+
+NAIVE = Tile(1, 1)
+SCALAR_REGS = 24  # accumulators + operands held in the 31 general registers (leave some for addresses)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a tile choice depends on: the output's pixel and channel extents, the reduction length, whether the
+    kernel is depthwise (no input reuse across channels)."""
+
+    pixels: int  # extent of the output loop tiled by pw (1 when there is none)
+    channels: int
+    reduction: int
+    depthwise: bool
+
+    def key(self) -> str:
+        return f"p{self.pixels}-c{self.channels}-k{self.reduction}{'-dw' if self.depthwise else ''}"
+
+
+def _divisors_desc(n: int, cands) -> list[int]:
+    return [c for c in cands if c <= n and n % c == 0]
+
+
+def candidate_tiles(shape: Shape, vector: bool) -> list[Tile]:
+    """Tiles worth trying for `shape` (what --tune searches)."""
+    out = []
+    if vector:
+        pcs = _divisors_desc(shape.channels, (32, 16, 8)) or [shape.channels]
+        pws = _divisors_desc(shape.pixels, (8, 4, 2, 1))
+        return [Tile(pw, pc) for pc in pcs for pw in pws]
+    pcs = _divisors_desc(shape.channels, (8, 4, 2, 1))
+    pws = _divisors_desc(shape.pixels, (4, 2, 1))
+    for pc in pcs:
+        for pw in pws:
+            if pw * pc + pw + pc <= SCALAR_REGS + 8:
+                out.append(Tile(pw, pc))
+    return out
+
+
+def default_tile(shape: Shape, vector: bool) -> Tile:
+    """Without a recorded choice: scalar 4 pixels x 2 channels (8 accumulators, 6 operands: no spills), RVV 4 pixels
+    x 16 channels (LLVM's SLP vectorizer turns the unrolled tile into 16-lane vector multiply-accumulates)."""
+    if vector:
+        pcs = _divisors_desc(shape.channels, (16, 8))
+        if not pcs:
+            return NAIVE
+        pws = _divisors_desc(shape.pixels, (4, 2, 1))
+        return Tile(pws[0] if pws else 1, pcs[0])
+    pcs = _divisors_desc(shape.channels, (2, 1))  # 4 x 2: measured best on ResNet-8's convs (4 x 4 spills)
+    pws = _divisors_desc(shape.pixels, (4, 2, 1))
+    return Tile(pws[0] if pws else 1, pcs[0] if pcs else 1)
+
+
+def schedule_module(mod, vector: bool = False, choices: dict | None = None, db_path=None):
+    """Schedule every PrimFunc of a lowered module; `choices` maps Shape.key() -> Tile, by default the
+    recorded schedule file (schedule_db.py; `db_path` or the repository's); unlisted shapes get default_tile."""
+    import tvm
+    from tvm import tirx
+
+    from . import schedule_db
+
+    if choices is None:
+        choices = schedule_db.load_choices(vector, db_path)
+    out = {}
+    for gv, func in mod.functions.items():
+        if isinstance(func, tirx.PrimFunc):
+            try:
+                func = schedule_func(func, vector, lambda shape: _choose(choices, shape, vector))
+            except CloudcoverError:
+                raise
+            except Exception as exc:
+                raise CloudcoverError(f"scheduling kernel {gv.name_hint} failed: {' '.join(str(exc).split())[:300]}") from exc
+        out[gv] = func
+    return tvm.IRModule(out, attrs=mod.attrs) if mod.attrs is not None else tvm.IRModule(out)
+
+
+def _choose(choices: dict, shape: Shape, vector: bool) -> Tile:
+    """The recorded tile of `shape`, else the file's "*" entry when it fits (a search candidate), else the default."""
+    if shape.key() in choices:
+        return choices[shape.key()]
+    star = choices.get("*")
+    if star is not None and star in candidate_tiles(shape, vector) + [NAIVE]:
+        return star
+    return default_tile(shape, vector)
+
+
+def kernel_shapes(mod) -> dict[str, "Shape"]:
+    """Kernel name -> Shape for the kernels of a lowered (unscheduled) module the tiled schedule applies to."""
+    from tvm import tirx
+
+    out = {}
+    for gv, f in mod.functions.items():
+        if isinstance(f, tirx.PrimFunc):
+            shape = kernel_shape(f)
+            if shape is not None:
+                out[gv.name_hint] = shape
+    return out
+
+
+def kernel_shape(func) -> Shape | None:
+    """The Shape of a kernel the tiled schedule applies to, or None (then it is scheduled naively)."""
+    from tvm import s_tir
+
+    sch = s_tir.Schedule(func)
+    from .lowering import inline_elementwise
+
+    inline_elementwise(sch)
+    found = _find(sch)
+    return None if found is None else found[2]
+
+
+def _find(sch):
+    """(output block, reduction block, Shape) when the kernel is one multiplying reduction whose spatial
+    iteration space is the output block's loop nest; else None."""
+    from tvm import tirx
+
+    from .kernel_stats import _has_mul
+
+    root = sch.get_sblock("root")
+    outs = sch.get_output_blocks(root)
+    if len(outs) != 1:
+        return None
+    out = outs[0]
+    reds = [b for b in sch.get_child_blocks(root)
+            if any(int(iv.iter_type) != tirx.IterVar.DataPar for iv in sch.get(b).iter_vars)]
+    if len(reds) != 1 or not _has_mul(sch.get(reds[0]).body):
+        return None
+    red = reds[0]
+    if sch.get(red).same_as(sch.get(out)):
+        return None  # a reduction that writes the output itself (no epilogue): rare, left naive
+    loops = sch.get_loops(out)
+    ext = [int(sch.get(lp).extent) for lp in loops]
+    ivs = sch.get(red).iter_vars
+    sp = [int(iv.dom.extent) for iv in ivs if int(iv.iter_type) == tirx.IterVar.DataPar]
+    rd = [int(iv.dom.extent) for iv in ivs if int(iv.iter_type) != tirx.IterVar.DataPar]
+    if sp != ext or not ext:
+        return None
+    reduction = 1
+    for r in rd:
+        reduction *= r
+    depthwise = len(rd) == 2 and len(sp) == 4  # conv2d with groups = C: only the window is reduced
+    pixels = ext[-2] if len(ext) >= 2 else 1
+    return out, red, Shape(pixels, ext[-1], reduction, depthwise)
+
+
+def schedule_func(func, vector: bool, choose):
+    from tvm import s_tir
+
+    from .lowering import _schedule_func, inline_elementwise
+
+    sch = s_tir.Schedule(func)
+    inline_elementwise(sch)
+    found = _find(sch)
+    if found is None:
+        return _schedule_func(func, vector)
+    _, _, shape = found
+    tile = choose(shape)
+    if tile == NAIVE or shape.pixels % tile.pw or shape.channels % tile.pc:
+        return _schedule_func(func, vector)
+    try:
+        return _tiled(sch, found, tile, vector)
+    except s_tir.ScheduleError:
+        return _schedule_func(func, vector)
+
+
+def _tiled(sch, found, tile: Tile, vector: bool):
+    from tvm import tirx
+
+    out, red, shape = found
+    root = sch.get_sblock("root")
+    loops = sch.get_loops(out)
+    c = loops[-1]
+    co, ci = sch.split(c, [None, tile.pc])
+    if len(loops) >= 2:
+        wo, wi = sch.split(loops[-2], [None, tile.pw])
+        sch.reorder(wo, co, wi, ci)
+    else:
+        wi = None
+    inner = ci
+    # multi-use epilogue values: per element, at the innermost loop (as in the naive schedule)
+    for b in reversed(sch.get_child_blocks(root)):
+        if sch.get(b).same_as(sch.get(out)) or sch.get(b).same_as(sch.get(red)):
+            continue
+        if any(sch.get(x).same_as(sch.get(red)) for x in sch.get_consumers(b)):
+            continue  # an input of the reduction (a padded input) stays a whole buffer
+        sch.compute_at(b, inner, True)
+    sch.compute_at(red, co, True)
+    rloops = sch.get_loops(red)
+    ivs = sch.get(red).iter_vars
+    n_sp = sum(int(iv.iter_type) == tirx.IterVar.DataPar for iv in ivs)
+    n_rd = len(ivs) - n_sp
+    own = rloops[-(n_sp + n_rd):]
+    sp_loops, rd_loops = own[:n_sp], own[n_sp:]
+    # reduction loops outside, the tile (spatial) loops innermost
+    sch.reorder(*rd_loops, *sp_loops)
+    tile_loops = sch.get_loops(red)[-n_sp:]
+    for lp in tile_loops:
+        if int(sch.get(lp).extent) > 1:
+            sch.unroll(lp)
+    sch.decompose_reduction(red, rd_loops[0])
+    # the accumulator tile: a local buffer (registers after unrolling)
+    sch.set_scope(red, 0, "local")
+    return sch.mod["main"].with_attr("cloudcover_tile", tile.key())  # what was chosen (tests, model.json)
