@@ -8,7 +8,7 @@ artifacts bench counts). References: the model's own runtime (onnxruntime CPU fo
 BUILTIN_REF for .tflite) on the same inputs; with --float-model, the float model's runtime too, and the float
 model is compiled and run on the same targets, so its instructions, weights and arena stand next to the int8
 build's (the int8 gain as a measured ratio). With labels (the npz's `y`, or --labels FILE.npy), accuracy.
-Writes OUT/byo_bench.json and OUT/byo_bench.md (replaced atomically).
+Writes OUT/byo_bench.json and OUT/byo_bench.md (each replaced atomically; other files in OUT are left alone).
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def bench(model: str | Path, inputs: str | Path, targets: list[str], out: str | 
           log=print) -> dict:
     import tempfile
 
-    from cloudcover.train.atomic import atomic_dir
+    from cloudcover.train.atomic import write_text
 
     from . import qemu
 
@@ -132,9 +132,10 @@ def bench(model: str | Path, inputs: str | Path, targets: list[str], out: str | 
               "inputs": str(inputs), "n_inputs": int(len(x)), "reference_runtime": runtime,
               "emulator": f"qemu-riscv64 {emu.version}" + (" + libinsn.so" if emu.counts else " (no plugin)"),
               "rows": rows, "seconds": round(time.time() - t0, 1)}
-    with atomic_dir(Path(out), "byo_bench.json", "a bench folder") as d:
-        (d / "byo_bench.json").write_text(json.dumps(report, indent=1) + "\n")
-        (d / "byo_bench.md").write_text(markdown(report))
+    out = Path(out)  # may be a shared reports/ folder: each file is replaced on its own (temp name, rename)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "byo_bench.json", json.dumps(report, indent=1) + "\n")
+    write_text(out / "byo_bench.md", markdown(report))
     return report
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .emit import Emitter, dtype, shape
-from .qdq_common import qparams, requant
+from .qdq_common import as_int8, qparams, requant
 from .registry import Lowering, register
 from .requant import round_mul_params
 
@@ -30,7 +30,7 @@ def rewrite(m, p):
     x, xdq, pool, q = m[p["x"]], m[p["xdq"]], m[p["pool"]], m[p["q"]]
     a = pool.attrs
     xq, oq = qparams(xdq.args[1], xdq.args[2]), qparams(q.args[1], q.args[2])
-    if xq is None or oq is None or dtype(x) != "int8" or str(q.attrs.out_dtype) not in ("int8", "uint8"):
+    if xq is None or oq is None or dtype(x) not in ("int8", "uint8") or str(q.attrs.out_dtype) not in ("int8", "uint8"):
         return None
     pad = [int(v) for v in a.padding]
     if (any(pad) and not bool(a.count_include_pad)) or bool(a.ceil_mode) or any(int(d) != 1 for d in a.dilation):
@@ -39,13 +39,14 @@ def rewrite(m, p):
     if layout not in ("NCHW", "NHWC") or str(a.out_layout) != layout:
         return None
     (sx, zx), (so, zo) = xq, oq
+    e = Emitter()
+    x, zx = as_int8(e, x, zx)
     kh, kw = (int(v) for v in a.pool_size)
     n = kh * kw
     c = shape(x)[layout.index("C")]
     kernel_layout = "OIHW" if layout == "NCHW" else "HWOI"
     ones = np.ones((c, 1, kh, kw) if layout == "NCHW" else (kh, kw, c, 1), np.int8)
     mult, shift = round_mul_params(float(np.float32(sx) / np.float32(so)) / n, 256 * n)
-    e = Emitter()
     xin = x
     if any(pad):  # counted padding holds the real value 0, i.e. the zero point
         width = []

@@ -71,6 +71,29 @@ def qparams(scale_expr, zp_expr) -> tuple[float, int] | None:
         return None
 
 
+def as_int8(e: Emitter, x, zx: int):
+    """(int8 tensor, zero point) holding the same real values as `x`: a uint8 activation (onnxruntime's default
+    QUInt8) is shifted by -128 with its zero point, (x - zx) = ((x - 128) - (zx - 128)) exactly, so the int8 x
+    int8 kernels serve both."""
+    from .emit import dtype
+
+    if dtype(x) == "int8":
+        return x, zx
+    op = e.op
+    return e(op.astype(op.subtract(op.astype(x, "int16"), e.R.const(128, "int16")), "int8")), zx - 128
+
+
+def lookup(x, table: np.ndarray):
+    """Per-element lookup of an int8/uint8 tensor in its 256-entry table (table[v - min of the dtype])."""
+    from .emit import dtype, table_lookup
+
+    if dtype(x) == "int8":
+        return table_lookup(x, table)
+    e = Emitter()
+    idx = e(e.op.astype(x, "int32"))
+    return e.finish(e.op.take(e.R.const(np.asarray(table), str(np.asarray(table).dtype)), idx, axis=0))
+
+
 def channel_vector(v: np.ndarray, ndim: int, axis: int) -> np.ndarray:
     """A per-channel vector shaped to broadcast along `axis` of an `ndim`-dimensional tensor."""
     v = np.asarray(v).reshape(-1)

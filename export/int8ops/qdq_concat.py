@@ -4,8 +4,8 @@ input whose parameters equal the output's is taken as is, another one through a 
 
 from __future__ import annotations
 
-from .emit import Emitter, dtype, table_lookup
-from .qdq_common import qparams
+from .emit import Emitter, dtype
+from .qdq_common import lookup, qparams
 from .qdq_table import function_table
 from .registry import Lowering, register
 
@@ -34,15 +34,16 @@ def rewrite(m, p):
     q, cat = m[p["q"]], m[p["cat"]]
     n = next((k for k in range(1, MAX_INPUTS + 1) if p[f"t{k}"] in m), None)
     oq = qparams(q.args[1], q.args[2])
-    if n is None or oq is None or str(q.attrs.out_dtype) != "int8":
+    out_dtype = str(q.attrs.out_dtype)
+    if n is None or oq is None or out_dtype not in ("int8", "uint8"):
         return None
     deqs = [m[p[f"d{n}_{i}"]] for i in range(n)]
     params = [(d.args[0], qparams(d.args[1], d.args[2])) for d in deqs]
-    if any(qp is None or dtype(x) != "int8" for x, qp in params):
+    if any(qp is None or dtype(x) not in ("int8", "uint8") for x, qp in params):
         return None
     e = Emitter()
-    ins = [x if qp == oq else e(table_lookup(x, function_table("int8", *qp, lambda r: r, *oq, "int8")))
-           for x, qp in params]
+    ins = [x if qp == oq and dtype(x) == out_dtype
+           else e(lookup(x, function_table(dtype(x), *qp, lambda r: r, *oq, out_dtype))) for x, qp in params]
     return e.finish(relax.op.concat(ins, axis=int(cat.attrs.axis)))
 
 

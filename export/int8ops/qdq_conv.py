@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .emit import Emitter, dtype, value
-from .qdq_common import channel_vector, eff_f32, qparams, requant
+from .qdq_common import as_int8, channel_vector, eff_f32, qparams, requant
 from .registry import Lowering, register
 from .requant import round_mul_params
 
@@ -36,7 +36,8 @@ def rewrite(m, p):
     a = conv.attrs
     xq, oq = qparams(xdq.args[1], xdq.args[2]), qparams(q.args[1], q.args[2])
     w = value(m[p["w"]])
-    if xq is None or oq is None or dtype(x) != "int8" or w.dtype != np.int8 or np.any(value(wdq.args[2]) != 0):
+    if xq is None or oq is None or dtype(x) not in ("int8", "uint8") or w.dtype != np.int8 \
+            or np.any(value(wdq.args[2]) != 0):
         return None
     if str(q.attrs.out_dtype) not in ("int8", "uint8"):
         return None
@@ -55,11 +56,12 @@ def rewrite(m, p):
             return None
         bias = b.astype(np.int64).reshape(-1)
     wsum = w.astype(np.int64).sum(axis=tuple(i for i in range(w.ndim) if i != o_axis))
+    e = Emitter()
+    x, zx = as_int8(e, x, zx)
     bias_eff = bias - zx * wsum
     bound = int((np.abs(w.astype(np.int64)).sum(axis=tuple(i for i in range(w.ndim) if i != o_axis)) * 255
                  + np.abs(bias)).max()) + 1
     mult, shift = round_mul_params(eff_f32(sx, sw, so).astype(np.float64), bound)
-    e = Emitter()
     pad = [int(v) for v in a.padding]  # top, left, bottom, right
     data_layout = str(a.data_layout)
     xin = x

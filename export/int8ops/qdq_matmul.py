@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .emit import Emitter, dtype, value
-from .qdq_common import eff_f32, qparams, requant
+from .qdq_common import as_int8, eff_f32, qparams, requant
 from .registry import Lowering, register
 from .requant import round_mul_params
 
@@ -32,7 +32,7 @@ def rewrite(m, p):
     x, xdq, wdq, q = m[p["x"]], m[p["xdq"]], m[p["wdq"]], m[p["q"]]
     xq, oq = qparams(xdq.args[1], xdq.args[2]), qparams(q.args[1], q.args[2])
     w = value(m[p["w"]])
-    if xq is None or oq is None or dtype(x) != "int8" or w.dtype != np.int8 or w.ndim != 2 \
+    if xq is None or oq is None or dtype(x) not in ("int8", "uint8") or w.dtype != np.int8 or w.ndim != 2 \
             or np.any(value(wdq.args[2]) != 0) or str(q.attrs.out_dtype) not in ("int8", "uint8"):
         return None
     (sx, zx), (so, zo) = xq, oq
@@ -52,10 +52,11 @@ def rewrite(m, p):
         if b.dtype != np.int32 or b.size != cout:
             return None
         bias = b.astype(np.int64).reshape(-1)
+    e = Emitter()
+    x, zx = as_int8(e, x, zx)
     bias_eff = bias - zx * w.astype(np.int64).sum(axis=0)
     bound = int((np.abs(w.astype(np.int64)).sum(axis=0) * 255 + np.abs(bias)).max()) + 1
     mult, shift = round_mul_params(eff_f32(sx, sw, so).astype(np.float64), bound)
-    e = Emitter()
     acc = e(op.matmul(x, relax.const(np.ascontiguousarray(w), "int8"), out_dtype="int32"))
     acc = e(op.add(op.astype(acc, "int64"), e.i64(bias_eff)))
     return e.finish(requant(e, acc, mult, shift, zo, str(q.attrs.out_dtype)))

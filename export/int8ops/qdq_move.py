@@ -5,8 +5,8 @@ different parameters the op is followed by a requantization table."""
 
 from __future__ import annotations
 
-from .emit import dtype, table_lookup
-from .qdq_common import qparams
+from .emit import dtype
+from .qdq_common import lookup, qparams
 from .qdq_table import function_table
 from .registry import Lowering, register
 
@@ -43,12 +43,10 @@ def rewrite(m, p):
         moved = relax.Call(mv.op, [x, *mv.args[1:]], mv.attrs)
     if xq == oq:
         return moved
-    if dtype(x) != "int8":
-        return None
     bb = relax.BlockBuilder()
     bb._begin_dataflow_block()
     v = bb.emit(moved)
-    seq = table_lookup(v, function_table("int8", *xq, lambda r: r, *oq, "int8"))
+    seq = lookup(v, function_table(dtype(x), *xq, lambda r: r, *oq, dtype(x)))
     blocks = [bb._end_block()] + list(seq.blocks)
     return relax.SeqExpr(blocks, seq.body)
 

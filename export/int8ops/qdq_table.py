@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .emit import dtype, is_const, table_lookup, value
-from .qdq_common import qparams
+from .emit import dtype, is_const, value
+from .qdq_common import lookup, qparams
 from .registry import Lowering, register
 
 BINARY = {"relax.add": np.add, "relax.subtract": np.subtract, "relax.multiply": np.multiply,
@@ -74,8 +74,8 @@ def rewrite(m, p):
     x, xdq, q = m[p["x"]], m[p["xdq"]], m[p["q"]]
     xq, oq = qparams(xdq.args[1], xdq.args[2]), qparams(q.args[1], q.args[2])
     out_dtype = str(q.attrs.out_dtype)
-    if xq is None or oq is None or dtype(x) != "int8" or out_dtype != "int8":
-        return None  # (table_lookup indexes int8 tables with x + 128)
+    if xq is None or oq is None or dtype(x) not in ("int8", "uint8") or out_dtype not in ("int8", "uint8"):
+        return None
     body = m[p["body"]]
     if not isinstance(body, ir.Call) or not isinstance(body.op, ir.Op):
         return None
@@ -88,7 +88,7 @@ def rewrite(m, p):
         if c is None:
             return None
         if c.size > 1:
-            return _per_element(x, c, np_op, right, xq, oq)
+            return _per_element(x, c, np_op, right, xq, oq) if dtype(x) == out_dtype == "int8" else None
         c = c.reshape(())
         f = (lambda r, c=c: np_op(r, c)) if right else (lambda r, c=c: np_op(c, r))
     else:
@@ -107,8 +107,7 @@ def rewrite(m, p):
             f = lambda r, a=alpha: np.where(r >= 0, r, r * a)  # noqa: E731
         else:
             return None
-    table = function_table("int8", *xq, f, *oq, "int8")
-    return table_lookup(x, table)
+    return lookup(x, function_table(dtype(x), *xq, f, *oq, out_dtype))
 
 
 def _per_element(x, c: np.ndarray, np_op, right: bool, xq, oq):

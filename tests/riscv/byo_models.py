@@ -87,11 +87,26 @@ def zoo_onnx(path: Path, seed: int = 0, dynamic_batch: bool = True) -> Path:
     return path
 
 
-def qdq_onnx(fp32: Path, path: Path, calib: np.ndarray) -> Path:
-    """onnxruntime static QDQ int8 (per-channel weights), as `cloudcover export` quantizes."""
+def qdq_onnx(fp32: Path, path: Path, calib: np.ndarray, activations: str = "int8") -> Path:
+    """onnxruntime static QDQ (per-channel int8 weights): int8 activations as `cloudcover export` quantizes, or
+    uint8 activations (QUInt8, what many onnxruntime users pick)."""
     from cloudcover.export.onnx_export import quantize_int8
 
-    quantize_int8(fp32, calib, path)
+    if activations == "int8":
+        quantize_int8(fp32, calib, path)
+        return path
+    import tempfile
+
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from cloudcover.export.onnx_export import _Calibration
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(path), _Calibration(calib, "x"), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     return path
 
 

@@ -29,6 +29,7 @@ def models(tmp_path_factory) -> Path:
     bm.qdq_onnx(d / "cnn.onnx", d / "cnn_int8.onnx", bm.images(64, seed=3))
     bm.inception_onnx(d / "inception.onnx")
     bm.qdq_onnx(d / "inception.onnx", d / "inception_int8.onnx", bm.images(64, seed=3))
+    bm.qdq_onnx(d / "inception.onnx", d / "inception_uint8.onnx", bm.images(64, seed=3), activations="uint8")
     return d
 
 
@@ -72,14 +73,17 @@ def test_fp32_onnx_zoo_two_outputs_host(models, tmp_path):
         assert r.max_rel <= FP32_RTOL and r.top1_agreement == 1.0, r
 
 
-@pytest.mark.parametrize("name, ops", [("cnn", {"qdq_conv2d", "qdq_matmul", "qdq_add", "qdq_mean", "qdq_move"}),
-                                       ("inception", {"qdq_concat", "qdq_avg_pool2d", "qdq_conv2d"})])
+@pytest.mark.parametrize("name, ops", [("cnn_int8", {"qdq_conv2d", "qdq_matmul", "qdq_add", "qdq_mean", "qdq_move"}),
+                                       ("inception_int8", {"qdq_concat", "qdq_avg_pool2d", "qdq_conv2d"}),
+                                       ("inception_uint8", {"qdq_concat", "qdq_avg_pool2d", "qdq_conv2d"})])
 def test_qdq_onnx_integer_host(models, tmp_path, name, ops):
-    """An onnxruntime QDQ model computes in integers (no float in any kernel) and agrees with onnxruntime."""
-    info, rows = _parity(models / f"{name}_int8.onnx", "host", tmp_path, bm.images(40, seed=5))
+    """An onnxruntime QDQ model (int8 or uint8 activations) computes in integers (no float in any kernel) and
+    agrees with onnxruntime; the device reads and writes the activations' own dtype."""
+    info, rows = _parity(models / f"{name}.onnx", "host", tmp_path, bm.images(40, seed=5))
     assert info["compute"] == "int8" and info["int8_compute"] is True and info["float_ops"] == []
     assert ops <= set(info["int8_ops"])
-    assert info["input"]["dtype"] == "int8" and info["input"]["quantize_on_host"] is True
+    act = name.rsplit("_", 1)[1]
+    assert info["input"]["dtype"] == info["output"]["dtype"] == act and info["input"]["quantize_on_host"] is True
     (r,) = rows
     assert r.max_lsb <= 1 and r.top1_agreement >= 0.99, r  # see int8ops/qdq_common.py for the 1 LSB
 
