@@ -5,6 +5,10 @@
   constants (Gather, Unsqueeze, Concat, Slice, Cast ... of shapes: PyTorch's flatten, Keras's reshape) is
   folded with ONNX's reference evaluator, so TVM sees constant shapes ("has no static shape" otherwise).
 - Identity nodes are bypassed; Dropout (inference) becomes Identity and is bypassed too.
+- Operator-format quantized nodes (QLinearConv, QLinearMatMul, and onnxruntime's com.microsoft QGemm,
+  QLinearAdd, QLinearMul, QLinearAveragePool, QLinearGlobalAveragePool, QLinearConcat, QLinearSigmoid,
+  QLinearLeakyRelu), which TVM's importer lacks, are written out as the DequantizeLinear -> op ->
+  QuantizeLinear they define, so the QDQ integer lowerings take them.
 - `int8_edges`: a QuantizeLinear right after the input and DequantizeLinear right before an output are removed;
   the compiled model then reads and writes the int8 (uint8) tensors, and `Edges` records their quantization.
   Float elementwise ops with a constant between the input and that QuantizeLinear (the normalization
@@ -54,6 +58,7 @@ def prepare(model, int8_edges: bool = False):
                 d.Clear()
                 d.dim_value = 1
     _bypass_identities(g)
+    _expand_qlinear(g)
     _fold_constants(m)
     edges = Edges(outputs=[None] * len(g.output))
     if int8_edges:
@@ -84,6 +89,95 @@ def _bypass_identities(g) -> None:
             g.node.remove(n)
             changed = True
             break
+
+
+def _expand_qlinear(g) -> None:
+    """Rewrite QLinear* / QGemm nodes as DequantizeLinear -> float op -> QuantizeLinear (their definition)."""
+    from onnx import helper, numpy_helper
+
+    if not any(n.op_type.startswith("QLinear") or n.op_type == "QGemm" for n in g.node):
+        return
+    inits = {i.name: i for i in g.initializer}
+    out_nodes = []
+    counter = [0]
+
+    def fresh(base: str) -> str:
+        counter[0] += 1
+        return f"{base}__cc{counter[0]}"
+
+    def dq(x, s, z, axis=None):
+        y = fresh(x + "_dq")
+        ins = [x, s] + ([z] if z else [])
+        out_nodes.append(helper.make_node("DequantizeLinear", ins, [y], **({"axis": axis} if axis is not None else {})))
+        return y
+
+    def q(x, s, z, y):
+        out_nodes.append(helper.make_node("QuantizeLinear", [x, s] + ([z] if z else []), [y]))
+
+    def arr(name):
+        return numpy_helper.to_array(inits[name]) if name in inits else None
+
+    def bias(b, xs, ws, axis=0):
+        """DequantizeLinear of an int32 bias with scale x_scale * w_scale (a new initializer)."""
+        sx, sw = arr(xs), arr(ws)
+        if sx is None or sw is None:
+            raise CloudcoverError(f"quantized bias {b}: scales are not constant")
+        name = fresh(b + "_scale")
+        g.initializer.append(numpy_helper.from_array((sx.astype(np.float32) * sw.astype(np.float32)).reshape(-1)
+                                                     if np.asarray(sw).size > 1 else
+                                                     np.float32(sx * sw).reshape(()), name))
+        return dq(b, name, None, axis if np.asarray(sw).size > 1 else None)
+
+    def attrs(n, drop=()):
+        return {a.name: helper.get_attribute_value(a) for a in n.attribute if a.name not in drop}
+
+    for n in g.node:
+        t, i = n.op_type, list(n.input) + [""] * 9
+        if t == "QLinearConv":
+            x, w = dq(i[0], i[1], i[2]), dq(i[3], i[4], i[5], axis=0)
+            ins = [x, w] + ([bias(i[8], i[1], i[4])] if i[8] else [])
+            y = fresh(n.output[0] + "_f")
+            out_nodes.append(helper.make_node("Conv", ins, [y], **attrs(n)))
+            q(y, i[6], i[7], n.output[0])
+        elif t == "QLinearMatMul":
+            a, b = dq(i[0], i[1], i[2]), dq(i[3], i[4], i[5], axis=1)
+            y = fresh(n.output[0] + "_f")
+            out_nodes.append(helper.make_node("MatMul", [a, b], [y]))
+            q(y, i[6], i[7], n.output[0])
+        elif t == "QGemm":
+            at = attrs(n)
+            a, b = dq(i[0], i[1], i[2]), dq(i[3], i[4], i[5], axis=0 if at.get("transB", 0) else 1)
+            ins = [a, b] + ([bias(i[6], i[1], i[4])] if i[6] else [])
+            y = fresh(n.output[0] + "_f") if i[7] else n.output[0]
+            out_nodes.append(helper.make_node("Gemm", ins, [y], **{k: v for k, v in at.items()
+                                                                    if k in ("alpha", "transA", "transB")}))
+            if i[7]:
+                q(y, i[7], i[8], n.output[0])
+        elif t in ("QLinearAdd", "QLinearMul"):
+            a, b = dq(i[0], i[1], i[2]), dq(i[3], i[4], i[5])
+            y = fresh(n.output[0] + "_f")
+            out_nodes.append(helper.make_node(t[len("QLinear"):], [a, b], [y]))
+            q(y, i[6], i[7], n.output[0])
+        elif t in ("QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearSigmoid", "QLinearLeakyRelu"):
+            at = attrs(n, drop=("channels_last",))
+            if attrs(n).get("channels_last", 0):
+                raise CloudcoverError(f"{t} {n.name!r} with channels_last=1 is not supported")
+            x = dq(i[0], i[1], i[2])
+            y = fresh(n.output[0] + "_f")
+            out_nodes.append(helper.make_node(t[len("QLinear"):], [x], [y], **at))
+            q(y, i[3], i[4], n.output[0])
+        elif t == "QLinearConcat":
+            parts = [dq(i[k], i[k + 1], i[k + 2]) for k in range(2, len(n.input), 3)]
+            y = fresh(n.output[0] + "_f")
+            out_nodes.append(helper.make_node("Concat", parts, [y], **attrs(n)))
+            q(y, i[0], i[1], n.output[0])
+        elif t.startswith("QLinear"):
+            raise CloudcoverError(f"quantized operator {t} ({n.name or n.output[0]}) is not supported; "
+                                  "quantize the model in QDQ format (onnxruntime: quant_format=QuantFormat.QDQ)")
+        else:
+            out_nodes.append(n)
+    del g.node[:]
+    g.node.extend(out_nodes)
 
 
 def _used(g, name: str) -> bool:

@@ -87,12 +87,13 @@ def zoo_onnx(path: Path, seed: int = 0, dynamic_batch: bool = True) -> Path:
     return path
 
 
-def qdq_onnx(fp32: Path, path: Path, calib: np.ndarray, activations: str = "int8") -> Path:
-    """onnxruntime static QDQ (per-channel int8 weights): int8 activations as `cloudcover export` quantizes, or
-    uint8 activations (QUInt8, what many onnxruntime users pick)."""
+def qdq_onnx(fp32: Path, path: Path, calib: np.ndarray, activations: str = "int8", operators: bool = False) -> Path:
+    """onnxruntime static quantization (per-channel int8 weights): QDQ with int8 activations as `cloudcover
+    export` quantizes, or uint8 activations (QUInt8, what many onnxruntime users pick); `operators`: the
+    operator format instead (QLinearConv, QGemm, QLinearAdd ...)."""
     from cloudcover.export.onnx_export import quantize_int8
 
-    if activations == "int8":
+    if activations == "int8" and not operators:
         quantize_int8(fp32, calib, path)
         return path
     import tempfile
@@ -105,8 +106,10 @@ def qdq_onnx(fp32: Path, path: Path, calib: np.ndarray, activations: str = "int8
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-        quantize_static(str(pre), str(path), _Calibration(calib, "x"), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        quantize_static(str(pre), str(path), _Calibration(calib, "x"),
+                        quant_format=QuantFormat.QOperator if operators else QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8,
+                        weight_type=QuantType.QInt8)
     return path
 
 

@@ -30,6 +30,7 @@ def models(tmp_path_factory) -> Path:
     bm.inception_onnx(d / "inception.onnx")
     bm.qdq_onnx(d / "inception.onnx", d / "inception_int8.onnx", bm.images(64, seed=3))
     bm.qdq_onnx(d / "inception.onnx", d / "inception_uint8.onnx", bm.images(64, seed=3), activations="uint8")
+    bm.qdq_onnx(d / "inception.onnx", d / "inception_qop_int8.onnx", bm.images(64, seed=3), operators=True)
     return d
 
 
@@ -75,10 +76,12 @@ def test_fp32_onnx_zoo_two_outputs_host(models, tmp_path):
 
 @pytest.mark.parametrize("name, ops", [("cnn_int8", {"qdq_conv2d", "qdq_matmul", "qdq_add", "qdq_mean", "qdq_move"}),
                                        ("inception_int8", {"qdq_concat", "qdq_avg_pool2d", "qdq_conv2d"}),
-                                       ("inception_uint8", {"qdq_concat", "qdq_avg_pool2d", "qdq_conv2d"})])
+                                       ("inception_uint8", {"qdq_concat", "qdq_avg_pool2d", "qdq_conv2d"}),
+                                       ("inception_qop_int8", {"qdq_concat", "qdq_avg_pool2d", "qdq_conv2d"})])
 def test_qdq_onnx_integer_host(models, tmp_path, name, ops):
-    """An onnxruntime QDQ model (int8 or uint8 activations) computes in integers (no float in any kernel) and
-    agrees with onnxruntime; the device reads and writes the activations' own dtype."""
+    """An onnxruntime-quantized model (QDQ with int8 or uint8 activations; the operator format, QLinearConv,
+    QGemm ...) computes in integers (no float in any kernel) and agrees with onnxruntime; the device reads and
+    writes the activations' own dtype."""
     info, rows = _parity(models / f"{name}.onnx", "host", tmp_path, bm.images(40, seed=5))
     assert info["compute"] == "int8" and info["int8_compute"] is True and info["float_ops"] == []
     assert ops <= set(info["int8_ops"])
