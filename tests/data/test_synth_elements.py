@@ -44,7 +44,8 @@ def test_ground_is_the_same_under_any_cloud_cover():
 def test_snow_is_clear_bright_in_visible_dark_in_swir(snow):
     style = _style(snow=snow)
     refl, mask = make_scene(np.random.default_rng(1), style, 0.0, 128)
-    snowy = (refl[B3] > 0.35) & (refl[B11] < 0.12)  # the snow signature; nothing else has it
+    ndsi = (refl[B3] - refl[B11]) / (refl[B3] + refl[B11])
+    snowy = (refl[B3] > 0.25) & (ndsi > 0.5)  # the snow signature (NDSI); nothing else has it
     assert snowy.mean() > 0.5 * snow
     assert (mask[snowy] == coverage.CLEAR).all()
     # cloud, unlike snow, stays bright in SWIR

@@ -120,11 +120,11 @@ def roi_style(seed: int, roi: int) -> RoiStyle:
     rng = np.random.default_rng([seed, roi, 7919])
     biome = BIOME_NAMES[int(rng.choice(len(BIOME_NAMES), p=(0.3, 0.3, 0.12, 0.13, 0.15)))]
     r = rng.random()  # snow: absent mostly, sometimes most of the scene (a clear scene can be white)
-    snow = 0.0 if r < 0.78 else float(rng.uniform(0.05, 0.35)) if r < 0.9 else float(rng.uniform(0.35, 0.85))
+    snow = 0.0 if r < 0.85 else float(rng.uniform(0.05, 0.3)) if r < 0.93 else float(rng.uniform(0.3, 0.6))
     water = float(rng.uniform(0.02, 0.2)) if rng.random() < 0.35 else 0.0
     habit = ("convective", "maritime", "hazy", "any")[int(rng.integers(4))]
     thick_lo = float(rng.uniform(0.55, 0.85))
-    edge_lo = float(rng.uniform(0.08, 0.25))
+    edge_lo = float(rng.uniform(0.15, 0.25))
     dist_lo = float(rng.uniform(15, 45))
     return RoiStyle(
         biome=biome, natural_bias=tuple(float(x) for x in rng.normal(0, 0.6, 3)),

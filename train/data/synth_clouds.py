@@ -76,16 +76,16 @@ def make_clouds(rng: np.random.Generator, style, target_pct: float, size: int, c
 
     # Opacity: a_edge at the label's edge rising to a_max over the cloud's inner part.
     lo = t1 if math.isfinite(t1) else float(Fc.min()) - 1e-3
-    core_n = max(1, int(round(float(rng.uniform(0.25, 0.6)) * n_cloud)))
+    core_n = max(1, int(round(float(rng.uniform(0.1, 0.35)) * n_cloud)))
     top = quantile_threshold(Fc, core_n)
     top = top if math.isfinite(top) else float(Fc.max())
     width = max(top - lo, 1e-3)
     if haze:
-        a_edge, a_max = float(rng.uniform(0.08, 0.2)), float(rng.uniform(0.3, 0.6))
+        a_edge, a_max = float(rng.uniform(0.15, 0.25)), float(rng.uniform(0.4, 0.65))
     else:
-        a_edge, a_max = float(rng.uniform(*style.edge_opacity)), float(rng.uniform(0.6, 1.0))
+        a_edge, a_max = float(rng.uniform(*style.edge_opacity)), float(rng.uniform(0.75, 1.0))
     u = np.clip((F - np.float32(lo)) / np.float32(width), 0, None)
-    inside = np.float32(a_edge) + np.float32(a_max - a_edge) * np.minimum(u, 1) ** np.float32(1.3)
+    inside = np.float32(a_edge) + np.float32(a_max - a_edge) * np.minimum(u, 1)
     halo = np.float32(0.35 * a_edge) * np.exp(np.minimum(F - np.float32(lo), 0) / np.float32(0.08 * width + 0.02))
     alpha = np.where(F > np.float32(lo), inside, halo).astype(np.float32)
 

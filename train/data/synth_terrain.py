@@ -101,9 +101,9 @@ def make_ground(rng: np.random.Generator, style, size: int, canvas: int) -> Grou
 
     # Snow on the heights, its edge broken by a rough field; salt in the desert lows.
     if style.snow > 0:  # mountains: ridges and valleys (ridged noise) that the snow line follows
-        ridged = fractal(rng, canvas, beta=3.2, n=1, scale_px=canvas / 3)[0][crop]
-        elev = elev + np.float32(0.8) * (np.float32(1) - np.abs(ridged))
-        snowfield = elev + np.float32(0.15) * tex_rough(rng, canvas, crop, s)
+        ridged = fractal(rng, canvas, beta=3.0, n=1, scale_px=canvas / 4)[0][crop]
+        elev = elev + np.float32(1.2) * (np.float32(1) - np.abs(ridged))
+        snowfield = elev + np.float32(0.5) * tex_rough(rng, canvas, crop, s)  # ragged, dendritic snow line
         cover[snowfield > quantile_threshold(snowfield, round(style.snow * n_px))] = SNOW
     if style.salt > 0:
         cover[wet < -quantile_threshold(-wet, round(style.salt * n_px))] = SALT
@@ -116,7 +116,8 @@ def make_ground(rng: np.random.Generator, style, size: int, canvas: int) -> Grou
     slope = np.clip(slope / (np.std(slope) + np.float32(1e-6)), -3, 3)
     light = (1 + TEXTURE[cover] * tex) * (1 + np.float32(style.relief) * RELIEF[cover] * slope) * parcel_light
     if style.snow > 0:  # old, wind-blown or tree-dotted snow is greyer than fresh snow; shading then shows
-        light = np.where(cover == SNOW, light * np.float32(rng.uniform(0.55, 0.95)), light)
+        rocks = np.float32(1) + np.float32(0.25) * tex_rough(rng, canvas, crop, s / 3)  # rock, trees, crust
+        light = np.where(cover == SNOW, light * rocks * np.float32(rng.uniform(0.5, 0.85)), light)
     light = np.maximum(light, np.float32(0.2)).astype(np.float32)
 
     glint = None

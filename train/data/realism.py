@@ -1,0 +1,385 @@
+"""Realism benchmark: train the demo models on synthetic scenes only, then read the real samples with them.
+
+    python -m cloudcover.train.data.realism [--shared ../shared/data] [--work /tmp/cloudcover_realism]
+        [--out reports/realism] [--seeds 0] [--epochs 40] [--n 1440] [--skip seg,13band]
+
+classifier   `data synth --format cloudsen12 --n 1440 --size 256` -> `data prepare --size 96` -> `train --model
+             edge_cnn --alpha 1.5 --epochs 40 --patience 40 --label-smoothing 0.1` (the demo's chain), per seed;
+             its synthetic test accuracy, then `cloudcover predict` on every real CloudSEN12 S2L1C.tif (the
+             GeoTIFF path a user takes: fixed reflectance rendering, box resize to 96 px) against the true class
+             from manual_hq (thick + thin).
+segmenters   the demo's edge UNet (unet_resnet18 alpha 0.25, 30 epochs, lr 3e-3) on 240 synthetic 38-Cloud-like
+             patches (4 bands) for the real 38-Cloud patch, and the same UNet on 240 synthetic CloudSEN12-like
+             patches reduced to red, green, blue (`prepare --bands rgb`, the form of the real CloudSEN12
+             samples) for those; `cloudcover predict` writes each mask at the input's own size and IoU and
+             coverage are scored there against manual_hq / gt.
+13band       the classifier on all 13 synthetic bands (box-resized raw DN, the segmentation preparation read
+             as a classification set); its synthetic test accuracy only: the shared real samples are RGB.
+
+Writes OUT/realism.json (every figure and setting), OUT/realism.md (tables) and OUT/realism.png (real
+patches beside synthetic patches of each coverage class). Intermediate data and runs stay in --work, so
+a rerun reuses what is there (delete the folder to start over).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_SHARED = Path(os.environ.get("CLOUDCOVER_SHARED_DATA", REPO.parent / "shared" / "data"))
+CLASSIFIER = dict(model="edge_cnn", alpha=1.5, patience=40, label_smoothing=0.1)
+SEGMENTER = dict(model="unet_resnet18", alpha=0.25, lr=3e-3)
+GOAL_IOU, GOAL_COV_ERR = 0.6, 10.0
+
+
+@dataclass(frozen=True)
+class RealPatch:
+    name: str
+    source: str  # cloudsen12 | 38cloud
+    image: Path  # the file a user would give to `cloudcover predict`
+    truth: np.ndarray  # (H, W) bool cloud (thick + thin)
+    valid: np.ndarray
+    coverage_pct: float
+
+
+def real_patches(shared: Path) -> list[RealPatch]:
+    """Every real labelled patch under `shared` (CloudSEN12 manual_hq, 38-Cloud gt) with its cloud truth."""
+    from cloudcover.train.data import coverage
+    from cloudcover.train.data.sources import Cloud38, CloudSEN12
+
+    out = []
+    for src in (CloudSEN12(), Cloud38()):
+        root = shared / src.name
+        if not root.is_dir():
+            continue
+        for ref in src.find(root):
+            s = src.read(ref)
+            truth = np.isin(s.mask, (coverage.THICK, coverage.THIN)) & s.valid
+            name = ref.images[0].parent.name if src.name == "cloudsen12" else "38cloud_" + ref.patch_id.split("_L")[0]
+            out.append(RealPatch(name, src.name, ref.images[0], truth, s.valid, coverage.coverage_pct(s.mask, s.valid)))
+    return out
+
+
+def _done(path: Path) -> bool:
+    return path.is_file()
+
+
+def build_data(work: Path, n: int, seg_n: int, progress: bool) -> dict[str, Path]:
+    """Synthesize and prepare every dataset the benchmark trains on (skipped when already there)."""
+    from cloudcover.train.data.prepare import PrepareConfig, prepare
+    from cloudcover.train.data.synth import SynthConfig, synthesize
+
+    d = {"raw": work / f"raw_cs12_{n}", "cls": work / f"cls_{n}", "raw_seg38": work / f"raw_38_{seg_n}",
+         "seg38": work / f"seg38_{seg_n}", "raw_segcs": work / f"raw_cs12_{seg_n}_96",
+         "segcs": work / f"segcs_rgb_{seg_n}", "seg13": work / f"seg13_{seg_n}", "cls13": work / f"cls13_{seg_n}"}
+    timing = {}
+    if not _done(d["raw"] / "synth.json"):
+        r = synthesize(SynthConfig(out=d["raw"], format="cloudsen12", n=n, size=256, seed=0, progress=progress))
+        timing["cloudsen12_256_patches_per_s"] = n / r.seconds
+    if not _done(d["cls"] / "dataset.json"):
+        prepare(PrepareConfig(source="cloudsen12", input=d["raw"], out=d["cls"], size=96, seed=0, progress=progress))
+    if not _done(d["raw_seg38"] / "synth.json"):
+        r = synthesize(SynthConfig(out=d["raw_seg38"], format="38cloud", n=seg_n, size=96, seed=0, progress=progress))
+        timing["38cloud_96_patches_per_s"] = seg_n / r.seconds
+    if not _done(d["seg38"] / "dataset.json"):
+        prepare(PrepareConfig(source="38cloud", input=d["raw_seg38"], out=d["seg38"], task="segmentation", seed=0,
+                              progress=progress))
+    if not _done(d["raw_segcs"] / "synth.json"):
+        synthesize(SynthConfig(out=d["raw_segcs"], format="cloudsen12", n=seg_n, size=96, seed=0, progress=progress))
+    if not _done(d["segcs"] / "dataset.json"):
+        prepare(PrepareConfig(source="cloudsen12", input=d["raw_segcs"], out=d["segcs"], task="segmentation",
+                              bands="rgb", seed=0, progress=progress))
+    if not _done(d["seg13"] / "dataset.json"):
+        prepare(PrepareConfig(source="cloudsen12", input=d["raw_segcs"], out=d["seg13"], task="segmentation",
+                              seed=0, progress=progress))
+    if not _done(d["cls13"] / "dataset.json"):
+        _as_classification(d["seg13"], d["cls13"])
+    if timing:
+        (work / "synth_speed.json").write_text(json.dumps(timing, indent=1) + "\n")
+    return d
+
+
+def _as_classification(seg: Path, out: Path) -> None:
+    """A segmentation preparation (13-band GeoTIFFs, same labels and split) read as a classification set."""
+    tmp = out.with_name(out.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    meta = json.loads((seg / "dataset.json").read_text())
+    meta["task"] = "classification"
+    with open(seg / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    cols = ["patch_id", "roi", "image", "mask", "coverage_pct", "shadow_pct", "label", "split"]
+    with open(tmp / "manifest.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "image": str((seg / r["image"]).resolve())})
+    (tmp / "dataset.json").write_text(json.dumps(meta, indent=1) + "\n")
+    tmp.rename(out)
+
+
+def _train(data: Path, run: Path, seed: int, epochs: int, input_size: int = 96, **flags) -> float:
+    from cloudcover.train.training import Augment, TrainConfig, train
+
+    if _done(run / "model.keras") and _done(run / "train.json"):
+        return float("nan")
+    t0 = time.perf_counter()
+    train(TrainConfig(data=data, out=run, input_size=input_size, epochs=epochs, seed=seed, augment=Augment(), **flags),
+          verbose=0, resume=False)
+    return time.perf_counter() - t0
+
+
+def _test_accuracy(run: Path, work: Path) -> float:
+    from cloudcover.train.evaluate import evaluate
+
+    m = evaluate(run, None, work / f"eval_{run.name}", split="test", progress=False)
+    return float(m["accuracy"])
+
+
+def classify_real(run: Path, patches: list[RealPatch]) -> list[dict]:
+    from cloudcover.train.data import coverage
+    from cloudcover.train.predict import predict
+    from cloudcover.train.preprocess import Preprocess
+
+    pre = Preprocess.load(run)
+    cs = [p for p in patches if p.source == "cloudsen12"]
+    res = predict(run, [p.image for p in cs], progress=False)
+    if res.failures:
+        raise RuntimeError(f"predict failed on {res.failures}")
+    by_path = {r["path"]: r for r in res.rows}
+    rows = []
+    for p in cs:
+        r = by_path[str(p.image)]
+        true = pre.class_names[coverage.bin_index(p.coverage_pct, pre.bins)]
+        rows.append({"patch": p.name, "true_coverage_pct": round(p.coverage_pct, 2), "true_class": true,
+                     "predicted_class": r["class"], "confidence": round(r["confidence"], 4),
+                     "expected_coverage_pct": round(r["expected_coverage_pct"], 2), "correct": r["class"] == true})
+    return rows
+
+
+def segment_real(run: Path, patches: list[RealPatch], work: Path) -> list[dict]:
+    from cloudcover.train.data import coverage
+    from cloudcover.train.data.raster import open_raster, read_raster
+    from cloudcover.train.predict import predict
+    from cloudcover.train.preprocess import Preprocess
+
+    pre = Preprocess.load(run)
+    rows = []
+    for p in patches:
+        mask_dir = work / f"masks_{run.name}"
+        res = predict(run, [p.image], mask_dir=mask_dir, progress=False)
+        if res.failures:
+            raise RuntimeError(f"predict failed on {res.failures}")
+        with open_raster(Path(res.rows[0]["mask"])) as src:
+            pred = read_raster(src, Path(res.rows[0]["mask"]), 1) == 1
+        pred &= p.valid
+        union = int((pred | p.truth).sum())
+        iou = float((pred & p.truth).sum()) / union if union else None
+        cov = 100.0 * pred.sum() / p.valid.sum()
+        rows.append({"patch": p.name, "true_coverage_pct": round(p.coverage_pct, 2),
+                     "predicted_coverage_pct": round(float(cov), 2), "coverage_error_pts": round(float(cov - p.coverage_pct), 2),
+                     "iou": None if iou is None else round(iou, 4),
+                     "true_class": pre.class_names[coverage.bin_index(p.coverage_pct, pre.bins)],
+                     "predicted_class": pre.class_names[coverage.bin_index(float(cov), pre.bins)],
+                     "goal_met": (iou is None or iou >= GOAL_IOU) and abs(cov - p.coverage_pct) <= GOAL_COV_ERR})
+    return rows
+
+
+def scene_stats(patches: list[RealPatch], raw: Path, limit: int = 96) -> dict:
+    """Mean red reflectance of cloud and of clear pixels and the cloud share: real samples vs synthetic ones."""
+    from cloudcover.train.data.sources import CloudSEN12
+
+    def stats(rgb_refl: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> tuple[float, float]:
+        red = rgb_refl[0]
+        cloud = red[truth & valid]
+        clear = red[~truth & valid]
+        return (float(cloud.mean()) if cloud.size else float("nan"), float(clear.mean()) if clear.size else float("nan"))
+
+    from cloudcover.train.data import coverage
+
+    def summary(pairs):
+        cl = [c for c, _ in pairs if np.isfinite(c)]
+        gr = [g for _, g in pairs if np.isfinite(g)]
+        return {"cloud_red_reflectance_mean": round(statistics.mean(cl), 4) if cl else None,
+                "clear_red_reflectance_mean": round(statistics.mean(gr), 4) if gr else None, "patches": len(pairs)}
+
+    real = []
+    for p in patches:
+        if p.source != "cloudsen12":
+            continue
+        s = CloudSEN12().read(CloudSEN12().find(p.image.parent)[0])
+        real.append(stats(s.rgb.astype(np.float64) * 1e-4, p.truth, p.valid))
+    synth = []
+    src = CloudSEN12()
+    for ref in src.find(raw)[:limit]:
+        s = src.read(ref)
+        truth = np.isin(s.mask, (coverage.THICK, coverage.THIN))
+        synth.append(stats(s.rgb.astype(np.float64) * 1e-4, truth, s.valid))
+    return {"real_cloudsen12": summary(real), "synthetic_cloudsen12": summary(synth)}
+
+
+def side_by_side(patches: list[RealPatch], cls_data: Path, seg38_raw: Path, out: Path, tile: int = 128) -> None:
+    """Rows: coverage classes (+ 38-Cloud); left the real patches of that class, right synthetic ones."""
+    from PIL import Image, ImageDraw
+
+    from cloudcover.train.data import coverage
+    from cloudcover.train.data.render import read_patch_rgb, resize_rgb
+    from cloudcover.train.preprocess import read_dataset
+
+    info = read_dataset(cls_data)
+    bins = info.bins
+    per_row, gap, label_w = 4, 6, 120
+    rows = []
+    for k, name in enumerate(info.classes):
+        real = [resize_rgb(read_patch_rgb(p.image), tile) for p in patches
+                if p.source == "cloudsen12" and coverage.bin_index(p.coverage_pct, bins) == k][:per_row]
+        synth_rows = [r for r in info.rows if r["label"] == name and r["split"] == "test"][:per_row]
+        syn = [resize_rgb(np.asarray(Image.open(cls_data / r["image"]).convert("RGB")), tile) for r in synth_rows]
+        rows.append((name, real, syn))
+    l8 = [p for p in patches if p.source == "38cloud"]
+    if l8:
+        reds = sorted(seg38_raw.rglob("red_patch_*"))[:per_row]
+        rows.append(("38-Cloud", [resize_rgb(read_patch_rgb(p.image), tile) for p in l8][:per_row],
+                     [resize_rgb(read_patch_rgb(r), tile) for r in reds]))
+    width = label_w + 2 * per_row * (tile + gap) + 3 * gap
+    height = 24 + len(rows) * (tile + gap)
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((label_w, 4), "real (shared samples)", fill=(0, 0, 0))
+    draw.text((label_w + per_row * (tile + gap) + 3 * gap, 4), "synthetic (data synth, never real)", fill=(0, 0, 0))
+    for i, (name, real, syn) in enumerate(rows):
+        y = 24 + i * (tile + gap)
+        draw.text((4, y + tile // 2), name, fill=(0, 0, 0))
+        for j, im in enumerate(real):
+            canvas.paste(Image.fromarray(im), (label_w + j * (tile + gap), y))
+        if not real:
+            draw.text((label_w + 4, y + tile // 2), "no real patch in this class", fill=(120, 120, 120))
+        for j, im in enumerate(syn):
+            canvas.paste(Image.fromarray(im), (label_w + per_row * (tile + gap) + 3 * gap + j * (tile + gap), y))
+    tmp = out.with_suffix(".part.png")
+    canvas.save(tmp, format="PNG")
+    os.replace(tmp, out)
+
+
+def _markdown(report: dict) -> str:
+    lines = ["# Realism: demo models trained on synthetic scenes only, read on real patches", ""]
+    for c in report["classifier"]["runs"]:
+        lines += [f"## classifier seed {c['seed']}: synthetic test accuracy {100 * c['test_accuracy']:.1f} %, "
+                  f"{c['real_correct']}/{len(c['real'])} real patches in their true class", "",
+                  "| patch | true coverage % | true class | predicted | expected coverage % | confidence |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['patch']} | {r['true_coverage_pct']:.2f} | {r['true_class']} | {r['predicted_class']} | "
+                  f"{r['expected_coverage_pct']:.1f} | {r['confidence']:.2f} |" for r in c["real"]]
+        lines.append("")
+    for s in report.get("segmenters", []):
+        lines += [f"## segmenter {s['name']} seed {s['seed']}: synthetic test Dice {s['test_dice']:.3f}", "",
+                  "| patch | true coverage % | predicted coverage % | IoU | goal |", "|---|---|---|---|---|"]
+        lines += [f"| {r['patch']} | {r['true_coverage_pct']:.2f} | {r['predicted_coverage_pct']:.2f} | "
+                  f"{'-' if r['iou'] is None else format(r['iou'], '.3f')} | {'met' if r['goal_met'] else 'NOT met'} |"
+                  for r in s["real"]]
+        lines.append("")
+    if report.get("classifier_13band"):
+        c = report["classifier_13band"]
+        lines += [f"## 13-band classifier: synthetic test accuracy {100 * c['test_accuracy']:.1f} %", "", c["note"], ""]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m cloudcover.train.data.realism", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help="folder with cloudsen12/ and 38cloud/")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/cloudcover_realism"), help="data and runs (reused)")
+    ap.add_argument("--out", type=Path, default=REPO / "reports" / "realism", help="report folder")
+    ap.add_argument("--seeds", default="0", help="classifier training seeds, comma-separated (default 0)")
+    ap.add_argument("--epochs", type=int, default=40, help="classifier epochs (the demo's 40)")
+    ap.add_argument("--seg-epochs", type=int, default=30, help="segmenter epochs (the demo's 30)")
+    ap.add_argument("--n", type=int, default=1440, help="synthetic classifier patches (the demo's 1440)")
+    ap.add_argument("--seg-n", type=int, default=240, help="synthetic segmenter patches (the demo's 240)")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: seg, 13band")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from cloudcover.train.errors import CloudcoverError
+
+    patches = real_patches(args.shared)
+    if not patches:
+        raise CloudcoverError(f"--shared {args.shared}: no real CloudSEN12 or 38-Cloud patches found")
+    skip = {s for s in args.skip.split(",") if s}
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    d = build_data(work, args.n, args.seg_n, progress=not args.quiet)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    runs = []
+    for seed in seeds:
+        run = work / f"run_cls_n{args.n}_s{seed}_e{args.epochs}"
+        wall = _train(d["cls"], run, seed, args.epochs, **CLASSIFIER)
+        real = classify_real(run, patches)
+        runs.append({"seed": seed, "test_accuracy": _test_accuracy(run, work), "train_seconds": wall,
+                     "real": real, "real_correct": sum(r["correct"] for r in real)})
+        print(f"classifier seed {seed}: synthetic test accuracy {100 * runs[-1]['test_accuracy']:.1f} %, real "
+              f"{runs[-1]['real_correct']}/{len(real)}: " + ", ".join(
+                  f"{r['patch']} {r['true_class']}->{r['predicted_class']}" for r in real), flush=True)
+    report: dict = {"benchmark": "realism", "shared": str(args.shared), "classifier": {
+        "settings": {**CLASSIFIER, "epochs": args.epochs, "n": args.n, "raw_size": 256, "input_size": 96},
+        "runs": runs, "all_real_correct_on_every_seed": all(r["real_correct"] == len(r["real"]) for r in runs)}}
+    if "seg" not in skip:
+        from cloudcover.train.evaluate import evaluate
+
+        segs = []
+        for name, data, source in (("38cloud_4band", d["seg38"], "38cloud"), ("cloudsen12_rgb", d["segcs"], "cloudsen12")):
+            run = work / f"run_seg_{name}_n{args.seg_n}_s0_e{args.seg_epochs}"
+            _train(data, run, 0, args.seg_epochs, **SEGMENTER)
+            m = evaluate(run, None, work / f"eval_{run.name}", split="test", progress=False)
+            rows = segment_real(run, [p for p in patches if p.source == source], work)
+            segs.append({"name": name, "seed": 0, "settings": {**SEGMENTER, "epochs": args.seg_epochs, "n": args.seg_n},
+                         "test_dice": float(m["dice"]), "real": rows})
+            print(f"segmenter {name}: synthetic test Dice {m['dice']:.3f}; " + ", ".join(
+                f"{r['patch']} IoU {r['iou']} cov {r['predicted_coverage_pct']:.1f} vs {r['true_coverage_pct']:.1f}"
+                for r in rows), flush=True)
+        report["segmenters"] = segs
+    if "13band" not in skip:
+        run = work / f"run_cls13_n{args.seg_n}_s0_e{args.seg_epochs}"
+        _train(d["cls13"], run, 0, args.seg_epochs, **CLASSIFIER)
+        acc = _test_accuracy(run, work)
+        report["classifier_13band"] = {
+            "settings": {**CLASSIFIER, "epochs": args.seg_epochs, "n": args.seg_n, "input_size": 96, "bands": 13},
+            "test_accuracy": acc,
+            "note": ("Checked on synthetic data only: the shared CloudSEN12 samples keep red, green, blue. A real check "
+                     "needs CloudSEN12 L1C patches with all 13 bands (S2L1C.tif, uint16, B1..B12 with B8A) and manual_hq "
+                     "labels, ideally ones with snow, bright soil and cirrus where RGB fails; give them to `cloudcover "
+                     "predict` (a 13-band run reads 13-band GeoTIFFs in raw DN) and compare with manual_hq.")}
+        print(f"13-band classifier: synthetic test accuracy {100 * acc:.1f} %", flush=True)
+    report["scene_stats"] = scene_stats(patches, d["raw"])
+    speed = work / "synth_speed.json"
+    report["synth_speed"] = json.loads(speed.read_text()) if speed.is_file() else None
+    args.out.mkdir(parents=True, exist_ok=True)
+    side_by_side(patches, d["cls"], d["raw_seg38"], args.out / "realism.png")
+    for name, text in (("realism.json", json.dumps(report, indent=1) + "\n"), ("realism.md", _markdown(report))):
+        tmp = args.out / f".{name}.part"
+        tmp.write_text(text)
+        os.replace(tmp, args.out / name)
+    print(f"wrote {args.out / 'realism.json'}, realism.md, realism.png")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except Exception as exc:  # a clear one-line error for expected failures
+        from cloudcover.train.errors import CloudcoverError
+
+        if isinstance(exc, CloudcoverError):
+            print(f"realism: {exc}", file=sys.stderr)
+            sys.exit(2)
+        raise
