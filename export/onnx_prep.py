@@ -4,7 +4,7 @@
 - `Shape` of a tensor whose shape is then static becomes a constant, and every small integer computation on
   constants (Gather, Unsqueeze, Concat, Slice, Cast ... of shapes: PyTorch's flatten, Keras's reshape) is
   folded with ONNX's reference evaluator, so TVM sees constant shapes ("has no static shape" otherwise).
-- Identity nodes are bypassed; Dropout (inference) becomes Identity and is bypassed too.
+- Unused optional outputs (MaxPool indices, Dropout mask ...) are removed; Identity nodes are bypassed; Dropout (inference) becomes Identity and is bypassed too.
 - Operator-format quantized nodes (QLinearConv, QLinearMatMul, and onnxruntime's com.microsoft QGemm,
   QLinearAdd, QLinearMul, QLinearAveragePool, QLinearGlobalAveragePool, QLinearConcat, QLinearSigmoid,
   QLinearLeakyRelu), which TVM's importer lacks, are written out as the DequantizeLinear -> op ->
@@ -57,6 +57,7 @@ def prepare(model, int8_edges: bool = False):
             if what == "input" and not d.dim_value > 0:
                 d.Clear()
                 d.dim_value = 1
+    _drop_unused_optional_outputs(g)
     _bypass_identities(g)
     _expand_qlinear(g)
     _fold_constants(m)
@@ -89,6 +90,24 @@ def _bypass_identities(g) -> None:
             g.node.remove(n)
             changed = True
             break
+
+
+OPTIONAL_OUTPUTS = ("MaxPool", "Dropout", "BatchNormalization", "LayerNormalization", "LSTM", "GRU", "RNN")
+
+
+def _drop_unused_optional_outputs(g) -> None:
+    """Trailing optional outputs nobody reads (MaxPool's indices, Dropout's mask, BatchNormalization's training
+    statistics ...) are removed: TVM's converters produce only the first one and refuse the node otherwise."""
+    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    for n in g.node:
+        if n.op_type not in OPTIONAL_OUTPUTS:
+            continue
+        outs = list(n.output)
+        while len(outs) > 1 and (not outs[-1] or outs[-1] not in used):
+            outs.pop()
+        if len(outs) != len(n.output):
+            del n.output[:]
+            n.output.extend(outs)
 
 
 def _expand_qlinear(g) -> None:

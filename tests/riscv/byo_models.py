@@ -87,6 +87,29 @@ def zoo_onnx(path: Path, seed: int = 0, dynamic_batch: bool = True) -> Path:
     return path
 
 
+def split_onnx(path: Path, seed: int = 0) -> Path:
+    """Tuple-valued and optional outputs: Split (a tuple in Relax), Dropout with its mask output declared,
+    MaxPool with its indices output declared (both unused), two graph outputs of different shapes."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(seed)
+    n = helper.make_node
+    nodes = [n("Split", ["x", "split"], ["a", "b"], axis=1), n("Dropout", ["a"], ["ad", "mask"]),
+             n("MaxPool", ["b"], ["bp", "idx"], kernel_shape=[2, 2], strides=[2, 2]),
+             n("Concat", ["ad", "b"], ["c"], axis=1), n("Conv", ["c", "w"], ["y"])]
+    inits = [_init("w", rng.normal(0, .5, (4, 4, 1, 1)).astype(np.float32)), _init("split", np.array([2, 2], np.int64))]
+    graph = helper.make_graph(nodes, "split", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 8, 8]),
+                               helper.make_tensor_value_info("bp", TensorProto.FLOAT, ["N", 2, 4, 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    import onnx
+
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
 def qdq_onnx(fp32: Path, path: Path, calib: np.ndarray, activations: str = "int8", operators: bool = False) -> Path:
     """onnxruntime static quantization (per-channel int8 weights): QDQ with int8 activations as `cloudcover
     export` quantizes, or uint8 activations (QUInt8, what many onnxruntime users pick); `operators`: the

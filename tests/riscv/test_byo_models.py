@@ -91,6 +91,14 @@ def test_qdq_onnx_integer_host(models, tmp_path, name, ops):
     assert r.max_lsb <= 1 and r.top1_agreement >= 0.99, r  # see int8ops/qdq_common.py for the 1 LSB
 
 
+def test_tuples_and_optional_outputs_host(tmp_path):
+    """Split (a tuple-valued kernel), unused optional outputs (Dropout mask, MaxPool indices), two outputs."""
+    x = np.random.default_rng(4).normal(size=(5, 4, 8, 8)).astype(np.float32)
+    info, rows = _parity(bm.split_onnx(tmp_path / "split.onnx"), "host", tmp_path, x)
+    assert [o["shape"] for o in info["outputs"]] == [[1, 4, 8, 8], [1, 2, 4, 4]]
+    assert all(r.max_rel <= FP32_RTOL for r in rows), rows
+
+
 def test_qdq_onnx_unet_nearest_resize_host(tmp_path):
     """A UNet-structured QDQ model (nearest Resize x2 as two integer repeats, skip Concat): integer compute, its
     mask logits at most 1 LSB from onnxruntime on this small net."""
