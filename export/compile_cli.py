@@ -31,6 +31,13 @@ def register(subparsers) -> None:
                    "bit-exact with its reference kernels; ONNX QDQ: ONNX's rounding, half to even); float: TVM's "
                    "float32 kernels (for a quantized model: dequantize -> float32 op -> quantize)")
     p.add_argument("--out", required=True, help="output folder, e.g. build/model/rv64gc (replaced atomically)")
+    p.add_argument("--schedules", default="tuned",
+                   help="int8 kernel schedules: tuned (the recorded choices of export/schedules.json, defaults for "
+                   "shapes it lacks), naive (one output element at a time; the benchmark's baseline), or a .json "
+                   "schedule file")
+    p.add_argument("--tune", action="store_true",
+                   help="first re-search the conv/matmul tiles of this model for this target by instruction count "
+                   "under the plugin QEMU and record the winners in export/schedules.json (minutes)")
     p.set_defaults(func=run)
 
 
@@ -40,5 +47,9 @@ def run(args) -> int:
     def log(msg: str) -> None:
         print(f"cloudcover compile: {msg}", flush=True)
 
-    compile_model(args.model, args.target, args.out, log=log, compute=args.compute)
+    if args.tune:
+        from cloudcover.riscv.schedule_tune import tune
+
+        tune(args.model, args.target, log=log)
+    compile_model(args.model, args.target, args.out, log=log, compute=args.compute, schedules=args.schedules)
     return 0

@@ -75,9 +75,11 @@ def lower(mod, schedule: bool | str = True, vector: bool = False):
 
     first = tvm.transform.Sequential([getattr(relax.transform, name)() for name in PIPELINE_NAMES[:2]])
     rest = tvm.transform.Sequential([getattr(relax.transform, name)() for name in PIPELINE_NAMES[2:]])
+    tiled = schedule not in (False, "naive")
     try:
         with tvm.transform.PassContext(opt_level=3):
-            lowered = rest(_table_lookups_injective(first(mod)))
+            annotated = _table_lookups_injective(first(mod))
+            lowered = rest(_pads_alone(annotated) if tiled else annotated)
     except Exception as exc:
         raise CloudcoverError(f"TVM lowering failed: {' '.join(str(exc).split())[:400]}") from exc
     if schedule is False:
@@ -109,6 +111,19 @@ def _table_lookups_injective(mod):
             table = f.params[0].ty  # a buffer type: shape, dtype
             if [int(d) for d in table.shape] == [256] and str(table.dtype) == "int8":
                 mod[gv] = f.with_attr("op_pattern", OP_PATTERN_INJECTIVE)
+    return mod
+
+
+def _pads_alone(mod):
+    """Keep each `pad` in a kernel of its own (opaque to FuseOps). Fused after a conv, the pad is the kernel's
+    output block and its loop nest is the padded shape, which the tiled conv schedule (schedules.py) cannot
+    block; as its own kernel it is one cheap copy (about 1 instruction per byte)."""
+    from tvm import tirx
+
+    for gv, f in list(mod.functions.items()):
+        if (isinstance(f, tirx.PrimFunc) and gv.name_hint.startswith("pad") and f.attrs is not None
+                and "op_pattern" in f.attrs):
+            mod[gv] = f.with_attr("op_pattern", OP_PATTERN_OPAQUE)
     return mod
 
 

@@ -25,18 +25,19 @@ from cloudcover.train.errors import CloudcoverError
 class Tile:
     pw: int  # output pixels per tile (along the output's second-innermost loop)
     pc: int  # output channels per tile (innermost loop)
+    ku: int = 1  # the innermost reduction loop unrolled by this factor (fewer loop-counter instructions)
 
     def key(self) -> str:
-        return f"{self.pw}x{self.pc}"
+        return f"{self.pw}x{self.pc}" + (f"u{self.ku}" if self.ku > 1 else "")
 
     @classmethod
     def parse(cls, text: str) -> "Tile":
-        a, _, b = str(text).partition("x")
-        return cls(int(a), int(b))
+        a, _, rest = str(text).partition("x")
+        b, _, u = rest.partition("u")
+        return cls(int(a), int(b), int(u) if u else 1)
 
 
 NAIVE = Tile(1, 1)
-SCALAR_REGS = 24  # accumulators + operands held in the 31 general registers (leave some for addresses)
 
 
 @dataclass(frozen=True)
@@ -58,19 +59,12 @@ def _divisors_desc(n: int, cands) -> list[int]:
 
 
 def candidate_tiles(shape: Shape, vector: bool) -> list[Tile]:
-    """Tiles worth trying for `shape` (what --tune searches)."""
-    out = []
+    """Tiles worth trying for `shape` (what --tune searches): around the defaults, within the registers."""
     if vector:
-        pcs = _divisors_desc(shape.channels, (32, 16, 8)) or [shape.channels]
-        pws = _divisors_desc(shape.pixels, (8, 4, 2, 1))
-        return [Tile(pw, pc) for pc in pcs for pw in pws]
-    pcs = _divisors_desc(shape.channels, (8, 4, 2, 1))
-    pws = _divisors_desc(shape.pixels, (4, 2, 1))
-    for pc in pcs:
-        for pw in pws:
-            if pw * pc + pw + pc <= SCALAR_REGS + 8:
-                out.append(Tile(pw, pc))
-    return out
+        cands = [Tile(4, 16), Tile(8, 16), Tile(2, 16), Tile(4, 32), Tile(2, 32), Tile(8, 8), Tile(4, 8)]
+    else:
+        cands = [Tile(4, 2), Tile(4, 2, 2), Tile(2, 4), Tile(2, 2), Tile(4, 1), Tile(1, 4), Tile(2, 2, 2)]
+    return [t for t in cands if shape.pixels % t.pw == 0 and shape.channels % t.pc == 0]
 
 
 def default_tile(shape: Shape, vector: bool) -> Tile:
@@ -115,7 +109,7 @@ def _choose(choices: dict, shape: Shape, vector: bool) -> Tile:
     if shape.key() in choices:
         return choices[shape.key()]
     star = choices.get("*")
-    if star is not None and star in candidate_tiles(shape, vector) + [NAIVE]:
+    if star is not None and shape.pixels % star.pw == 0 and shape.channels % star.pc == 0:
         return star
     return default_tile(shape, vector)
 
@@ -229,11 +223,17 @@ def _tiled(sch, found, tile: Tile, vector: bool):
     sp_loops, rd_loops = own[:n_sp], own[n_sp:]
     # reduction loops outside, the tile (spatial) loops innermost
     sch.reorder(*rd_loops, *sp_loops)
+    first_rd = rd_loops[0]
+    if tile.ku > 1 and int(sch.get(rd_loops[-1]).extent) % tile.ku == 0:
+        k_out, k_in = sch.split(rd_loops[-1], [None, tile.ku])
+        if len(rd_loops) == 1:
+            first_rd = k_out
+        sch.unroll(k_in)
     tile_loops = sch.get_loops(red)[-n_sp:]
     for lp in tile_loops:
         if int(sch.get(lp).extent) > 1:
             sch.unroll(lp)
-    sch.decompose_reduction(red, rd_loops[0])
+    sch.decompose_reduction(red, first_rd)
     # the accumulator tile: a local buffer (registers after unrolling)
     sch.set_scope(red, 0, "local")
     return sch.mod["main"].with_attr("cloudcover_tile", tile.key())  # what was chosen (tests, model.json)

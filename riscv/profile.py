@@ -129,14 +129,19 @@ def profile_model(model_dir: Path, binary: Path, inputs: np.ndarray, work: Path,
     return prof
 
 
-def format_top(prof: Profile, n: int = 5) -> str:
-    """Markdown rows of the costliest kernels (what bench.md shows under "top kernels")."""
-    lines = [f"Top kernels, {prof.model} on {prof.target} ({prof.instructions_per_inference:,} instructions/inference):",
-             "", "| kernel | calls | instructions | share | MACs | instr/MAC |", "|---|---|---|---|---|---|"]
-    for d in prof.top(n):
-        lines.append(f"| `{d['kernel']}` | {d['calls']} | {d['instructions']:,} | {d['share']:.1%} | "
-                     f"{'' if d['macs'] is None else format(d['macs'], ',')} | "
-                     f"{'' if d['instructions_per_mac'] is None else d['instructions_per_mac']} |")
+def format_top(prof: Profile | dict, n: int = 5) -> str:
+    """Markdown of the costliest kernels (what bench.md shows under "Top kernels"), from a Profile or its
+    to_json() dict (as stored in bench.json)."""
+    d = prof.to_json() if isinstance(prof, Profile) else prof
+    rows = prof.top(n) if isinstance(prof, Profile) else d["top_kernels"][:n]
+    lines = [f"Top kernels, {d['model']} on {d['target']} ({d['instructions_per_inference']:,} instructions/inference; "
+             f"the kernel calls add up to it within {d['sum_error']:.2%}):", "",
+             "| kernel | calls | instructions | share | MACs | instr/MAC |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        name = r["kernel"] if len(r["kernel"]) <= 60 else r["kernel"][:57] + "..."
+        lines.append(f"| `{name}` | {r['calls']} | {r['instructions']:,} | {r['share']:.1%} | "
+                     f"{'' if r['macs'] is None else format(r['macs'], ',')} | "
+                     f"{'' if r['instructions_per_mac'] is None else r['instructions_per_mac']} |")
     return "\n".join(lines)
 
 

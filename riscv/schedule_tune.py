@@ -33,6 +33,9 @@ def tune(model_path: str | Path, target: str, db_path: str | Path | None = None,
     from . import qemu, toolchain
     from .profile import profile_model
 
+    if not get_target(target).riscv:
+        raise CloudcoverError(f"--tune measures instruction counts under the RISC-V emulator; target {target} is not "
+                              "riscv64 (use rv64gc or rv64gcv)")
     emu = qemu.find_emulator()
     if not emu.counts:
         raise CloudcoverError("--tune measures instruction counts: it needs the plugin QEMU (run `make qemu`)")

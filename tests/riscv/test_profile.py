@@ -57,6 +57,10 @@ def test_kernels_add_up_to_the_whole_inference(riscv_built, artifacts, target, t
     assert sum(c.share for c in prof.calls) + runtime_share == pytest.approx(1.0, abs=1e-3)
     if target == "rv64gc":  # no multiply-accumulate instruction: every MAC costs a mul and an add at least
         assert all(c.instructions >= 2 * c.macs for c in prof.calls)
+    from cloudcover.riscv.profile import format_top
+
+    md = format_top(json.loads(json.dumps(prof.to_json())), 3)  # from bench.json's stored form
+    assert "| kernel | calls |" in md and f"{prof.instructions_per_inference:,}" in md
     top = prof.top(3)
     assert top[0]["instructions"] == max(sum(c.instructions for c in prof.calls if c.kernel == k) for k in steps)
 

@@ -62,8 +62,10 @@ def _tiles(model: Path) -> list:
     mod, _ = int8_lowering.lower_int8(relax_import.import_model(model))
     shapes = schedules.kernel_shapes(lowering.lower(mod, schedule=False))
     assert shapes, "the case has a kernel the tiled schedule applies to"
-    return sorted({t for s in shapes.values() for v in (False, True) for t in schedules.candidate_tiles(s, v)},
-                  key=lambda t: (t.pw, t.pc))
+    every = sorted({t for s in shapes.values() for v in (False, True) for t in schedules.candidate_tiles(s, v)},
+                   key=lambda t: (t.pw, t.pc, t.ku))
+    defaults = {schedules.default_tile(s, v) for s in shapes.values() for v in (False, True)}
+    return sorted(defaults | set(every[:: max(1, len(every) // 4)]), key=lambda t: (t.pw, t.pc, t.ku))
 
 
 def _check(name: str, tmp: Path) -> None:
@@ -164,3 +166,10 @@ def test_plain_compile_reads_the_recorded_file(tmp_path, artifacts, monkeypatch)
     schedule_db.save({"scalar": {shape.key(): "2x4"}}, db)
     monkeypatch.setattr(schedule_db, "DB_PATH", db)
     assert tiles()[name] == "2x4"
+
+
+def test_tune_refuses_a_host_target(artifacts):
+    from cloudcover.riscv.schedule_tune import tune
+
+    with pytest.raises(CloudcoverError, match="not riscv64"):
+        tune(artifacts / "model_int8.tflite", "host", log=lambda m: None)
