@@ -97,6 +97,9 @@ def reference_outputs(model_path: str | Path, x: np.ndarray) -> list[np.ndarray]
         it.allocate_tensors()
         inp = it.get_input_details()[0]
         runs = []
+        if np.issubdtype(inp["dtype"], np.integer) and not np.issubdtype(np.asarray(x).dtype, np.integer):
+            scale, zp = inp["quantization"]  # float inputs of a full-integer model: its own input quantization
+            x = quantize(x, scale, zp, np.dtype(inp["dtype"]).name)
         for i in range(len(x)):
             it.set_tensor(inp["index"], x[i: i + 1].astype(inp["dtype"]))
             it.invoke()
