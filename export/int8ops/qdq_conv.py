@@ -64,6 +64,8 @@ def rewrite(m, p):
     mult, shift = round_mul_params(eff_f32(sx, sw, so).astype(np.float64), bound)
     pad = [int(v) for v in a.padding]  # top, left, bottom, right
     data_layout = str(a.data_layout)
+    if data_layout == "NCHW" and layout == "OIHW" and out_layout == "NCHW":
+        return _nhwc(e, x, zx, w, pad, a, bias_eff, mult, shift, zo, str(q.attrs.out_dtype))
     xin = x
     if any(pad):
         width = []
@@ -77,6 +79,26 @@ def rewrite(m, p):
     acc = e(op.add(op.astype(acc, "int64"), e.i64(channel_vector(bias_eff, nd, c_axis))))
     return e.finish(requant(e, acc, channel_vector(mult, nd, c_axis), channel_vector(shift, nd, c_axis), zo,
                             str(q.attrs.out_dtype)))
+
+
+def _nhwc(e, x, zx, w, pad, a, bias_eff, mult, shift, zo, out_dtype):
+    """The NCHW conv computed channels-last: transposed in, NHWC x HWIO (the weights transposed here, once), the
+    requantization on the NHWC accumulator, transposed out. The loops then run as the TFLite route's do (output
+    channels innermost over contiguous weights: what lowering's vector schedule expects)."""
+    from tvm import relax
+
+    op = relax.op
+    xh = e(op.permute_dims(x, [0, 2, 3, 1]))
+    if any(pad):
+        xh = e(op.nn.pad(xh, [0, 0, pad[0], pad[2], pad[1], pad[3], 0, 0], pad_value=float(zx)))
+    groups = int(a.groups)
+    w_hwio = np.ascontiguousarray(np.transpose(w, (2, 3, 1, 0)))  # OIHW -> HWIO (I = C / groups)
+    acc = e(op.nn.conv2d(xh, relax.const(w_hwio, "int8"), strides=[int(v) for v in a.strides], padding=[0, 0, 0, 0],
+                         dilation=[int(v) for v in a.dilation], groups=groups, data_layout="NHWC",
+                         kernel_layout="HWIO", out_layout="NHWC", out_dtype="int32"))
+    acc = e(op.add(op.astype(acc, "int64"), e.i64(bias_eff)))
+    y = e(requant(e, acc, mult, shift, zo, out_dtype))
+    return e.finish(op.permute_dims(y, [0, 3, 1, 2]))
 
 
 LOWERING = register(Lowering("qdq_conv2d", ("Conv",), pattern, rewrite, source="onnx"))
