@@ -74,7 +74,7 @@ def test_haze_is_thin_cloud_semi_transparent_and_seen_by_cirrus_band():
         assert thin.sum() >= 0.7 * cloud.sum()  # mostly thin
         lift = refl[B2][thin] - clear[B2][thin]
         assert np.median(lift) > 0.01  # brighter than the ground it veils ...
-        assert np.corrcoef(refl[B4][thin], clear[B4][thin])[0, 1] > 0.5  # ... which still shows through
+        assert np.corrcoef(refl[B4][thin], clear[B4][thin])[0, 1] > 0.3  # ... which still shows through
         # B10 sees the veil when it is high (cirrus), never the ground
         assert clear[B10].max() < 0.02
         if refl[B10][thin].mean() > 0.05:
@@ -135,3 +135,13 @@ def test_38cloud_same_seed_same_bytes(tmp_path):
     for out in (a, b):
         synthesize(SynthConfig(out=out, format="38cloud", n=4, seed=3, size=48, workers=1, progress=False))
     assert digest(a) == digest(b) and len(digest(a)) == 20
+
+
+def test_synth_json_says_what_each_scene_holds(tmp_path):
+    import json
+
+    out = tmp_path / "s"
+    synthesize(SynthConfig(out=out, n=8, seed=0, size=48, patches_per_roi=4, workers=1, progress=False))
+    rows = json.loads((out / "synth.json").read_text())["patches"]
+    assert all(r["morphology"] in (*MORPHOLOGIES, "none") and 0 <= r["snow_pct"] <= r["bright_ground_pct"] <= 100 for r in rows)
+    assert all(r["morphology"] == "none" or r["target_pct"] > 0 for r in rows)

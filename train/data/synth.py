@@ -28,8 +28,8 @@ import numpy as np
 from cloudcover.train.atomic import atomic_dir, check_replaceable
 from cloudcover.train.data import coverage
 from cloudcover.train.data.synth_clouds import make_clouds, shadow
-from cloudcover.train.data.synth_spectra import (CLOUD, CLOUD_B10_HIGH, COARSEN, COVER, LANDSAT, PATH, SHADOW_KEEP,
-                                                 TRANSMIT, jittered_surface)
+from cloudcover.train.data.synth_spectra import (CLOUD, CLOUD_B10_HIGH, COARSEN, CONFOUNDERS, COVER, LANDSAT, PATH,
+                                                 SHADOW_KEEP, SNOW, TRANSMIT, jittered_surface)
 from cloudcover.train.data.synth_terrain import BIOME_NAMES, make_ground
 from cloudcover.train.data.parallel import default_workers, pmap
 from cloudcover.train.data.sources import CloudSEN12
@@ -118,20 +118,20 @@ class RoiStyle:
 
 def roi_style(seed: int, roi: int) -> RoiStyle:
     rng = np.random.default_rng([seed, roi, 7919])
-    biome = BIOME_NAMES[int(rng.choice(len(BIOME_NAMES), p=(0.3, 0.3, 0.12, 0.13, 0.15)))]
+    biome = BIOME_NAMES[int(rng.choice(len(BIOME_NAMES), p=(0.32, 0.32, 0.07, 0.14, 0.15)))]
     r = rng.random()  # snow: absent mostly, sometimes most of the scene (a clear scene can be white)
     snow = 0.0 if r < 0.85 else float(rng.uniform(0.05, 0.3)) if r < 0.93 else float(rng.uniform(0.3, 0.6))
     water = float(rng.uniform(0.02, 0.2)) if rng.random() < 0.35 else 0.0
     habit = ("convective", "maritime", "hazy", "any")[int(rng.integers(4))]
     thick_lo = float(rng.uniform(0.55, 0.85))
-    edge_lo = float(rng.uniform(0.15, 0.25))
+    edge_lo = float(rng.uniform(0.28, 0.38))
     dist_lo = float(rng.uniform(15, 45))
     return RoiStyle(
         biome=biome, natural_bias=tuple(float(x) for x in rng.normal(0, 0.6, 3)),
         farmland=float(rng.uniform(0.0, 0.8)) if rng.random() < 0.75 else 0.0,
         urban=float(rng.uniform(0.0, 0.12)) if rng.random() < 0.5 else 0.0,
         roads=bool(rng.random() < 0.6), river=bool(rng.random() < 0.4), water=water, snow=snow,
-        salt=float(rng.uniform(0.02, 0.12)) if biome == "desert" and water == 0 and rng.random() < 0.5 else 0.0,
+        salt=float(rng.uniform(0.02, 0.12)) if biome == "desert" and water == 0 and rng.random() < 0.3 else 0.0,
         relief=float(rng.uniform(0.02, 0.12)) * (3.0 if snow > 0 else 1.0),
         glint=float(rng.uniform(0.05, 0.35)) if rng.random() < 0.3 else 0.0,
         sun=float(rng.uniform(0.8, 1.15)), sun_azimuth=float(rng.uniform(0, 2 * math.pi)),
@@ -154,8 +154,11 @@ def _coarsen(x: np.ndarray, f: int) -> np.ndarray:
 
 
 def make_scene(rng: np.random.Generator, style: RoiStyle, target_pct: float, size: int,
-               bands: tuple[int, ...] = tuple(range(13))) -> tuple[np.ndarray, np.ndarray]:
-    """TOA reflectance (len(bands), size, size) float32 and the CloudSEN12 mask (size, size) uint8."""
+               bands: tuple[int, ...] = tuple(range(13)), info: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """TOA reflectance (len(bands), size, size) float32 and the CloudSEN12 mask (size, size) uint8.
+
+    `info`, when given, receives what the scene holds: cloud morphology and height, snow and other bright
+    clear cover shares in percent (synth.json lists them per patch)."""
     import scipy.fft
 
     canvas = scipy.fft.next_fast_len(size, real=True)
@@ -169,6 +172,10 @@ def make_scene(rng: np.random.Generator, style: RoiStyle, target_pct: float, siz
     clouds = make_clouds(rng, style, target_pct, size, canvas)
     shade = shadow(clouds, style, rng, size)
     a = clouds.alpha[:size, :size]
+    if info is not None:
+        info.update(morphology=clouds.morphology, cloud_height=round(clouds.height, 3), biome=style.biome,
+                    snow_pct=round(100.0 * float((ground.cover == SNOW).mean()), 3),
+                    bright_ground_pct=round(100.0 * float(np.isin(ground.cover, CONFOUNDERS).mean()), 3))
     lit = light * (1 - a)  # surface weight outside shadow ...
     dark = lit * shade  # ... and the part of it in shadow
     lit -= dark
@@ -216,14 +223,15 @@ def _write_tif(path: Path, data: np.ndarray, epsg: int, origin: tuple[float, flo
 def _make_patch(task: _Task, root: Path) -> dict:
     rng = np.random.default_rng([task.seed, task.roi, task.k])
     style = roi_style(task.seed, task.roi)
+    info: dict = {}
     if task.fmt == "cloudsen12":
-        refl, mask = make_scene(rng, style, task.target_pct, task.size)
+        refl, mask = make_scene(rng, style, task.target_pct, task.size, info=info)
         dn = np.clip(np.rint(refl * 10000.0), 1, 65535).astype(np.uint16)
         _write_tif(root / task.files[0], dn, task.epsg, task.origin, CloudSEN12.bands)
         _write_tif(root / task.files[1], mask[None], task.epsg, task.origin)
     else:
         idx = tuple(LANDSAT.values())
-        refl, mask = make_scene(rng, style, task.target_pct, task.size, bands=idx)
+        refl, mask = make_scene(rng, style, task.target_pct, task.size, bands=idx, info=info)
         dn = np.clip(np.rint((refl + 0.1) / 2e-5), 1, 65535).astype(np.uint16)
         for j, rel in enumerate(task.files[:-1]):
             _write_tif(root / rel, dn[j:j + 1], task.epsg, task.origin)
@@ -234,7 +242,7 @@ def _make_patch(task: _Task, root: Path) -> dict:
         raise RuntimeError(f"synth: {task.files[0]} has {cov:.4f} % cloud, target {task.target_pct:.4f} %")
     return {"roi": task.roi_name, "image": task.files[0], "mask": task.files[-1], "class": task.cls,
             "target_pct": round(task.target_pct, 6), "coverage_pct": round(cov, 6),
-            "shadow_pct": round(coverage.shadow_pct(mask), 4)}
+            "shadow_pct": round(coverage.shadow_pct(mask), 4), **info}
 
 
 class _Worker:

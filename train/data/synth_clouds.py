@@ -72,21 +72,21 @@ def make_clouds(rng: np.random.Generator, style, target_pct: float, size: int, c
     mask[Fc > t1] = coverage.THIN
     mask[Fc > t2] = coverage.THICK
     if n_cloud == 0:
-        return Clouds(np.zeros_like(F), mask, np.ones((size, size), np.float32), 0.0, kind)
+        return Clouds(np.zeros_like(F), mask, np.ones((size, size), np.float32), 0.0, "none")
 
     # Opacity: a_edge at the label's edge rising to a_max over the cloud's inner part.
     lo = t1 if math.isfinite(t1) else float(Fc.min()) - 1e-3
-    core_n = max(1, int(round(float(rng.uniform(0.1, 0.35)) * n_cloud)))
+    core_n = max(1, int(round(float(rng.uniform(0.15, 0.4)) * n_cloud)))
     top = quantile_threshold(Fc, core_n)
     top = top if math.isfinite(top) else float(Fc.max())
     width = max(top - lo, 1e-3)
     if haze:
-        a_edge, a_max = float(rng.uniform(0.15, 0.25)), float(rng.uniform(0.4, 0.65))
+        a_edge, a_max = float(rng.uniform(0.22, 0.32)), float(rng.uniform(0.5, 0.7))
     else:
-        a_edge, a_max = float(rng.uniform(*style.edge_opacity)), float(rng.uniform(0.75, 1.0))
+        a_edge, a_max = float(rng.uniform(*style.edge_opacity)), float(rng.uniform(0.85, 1.0))
     u = np.clip((F - np.float32(lo)) / np.float32(width), 0, None)
     inside = np.float32(a_edge) + np.float32(a_max - a_edge) * np.minimum(u, 1)
-    halo = np.float32(0.35 * a_edge) * np.exp(np.minimum(F - np.float32(lo), 0) / np.float32(0.08 * width + 0.02))
+    halo = np.float32(0.15 * a_edge) * np.exp(np.minimum(F - np.float32(lo), 0) / np.float32(0.08 * width + 0.02))
     alpha = np.where(F > np.float32(lo), inside, halo).astype(np.float32)
 
     # Brightness: bumpy tops, a bit brighter in the cores, the sunlit side brighter and the far side darker.
