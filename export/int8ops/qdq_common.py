@@ -8,7 +8,8 @@ a 62-bit fixed-point `eff` (requant.round_mul_params); `eff` is taken in float32
 form it (x_scale * w_scale / y_scale). What onnxruntime itself does differs in one place: its fused integer
 kernels multiply the float32 accumulator by the float32 multiplier (a rounding of the product to 24 bits
 before the final round), so a result within ~2**-17 of a half integer may round the other way: 1 LSB, rarely
-(measured: tests/riscv/test_byo_onnx.py, README).
+(measured on the demo classifier: 27 of 864 scores 1 LSB off, top-1 100 %; onnxruntime's fused and
+unfused CPU routes differ from each other by 1 LSB on 36 of them; tests/riscv/test_byo_models.py).
 """
 
 from __future__ import annotations

@@ -139,18 +139,22 @@ def test_uint8_input_int8_output_host(tmp_path):
     x = rng.integers(0, 256, (6, 3, 8, 8)).astype(np.uint8)
     info = _compile(tmp_path / "u8.onnx", "host", tmp_path / "model", "float")
     assert info["input"]["dtype"] == "uint8" and info["output"]["dtype"] == "int8"
-    raw = byo.decode_outputs(info, _raw_host(info, tmp_path / "model", x, tmp_path), len(x))[0]
+    exe, data = _raw_host(info, tmp_path / "model", x, tmp_path)
+    raw = byo.decode_outputs(info, data, len(x))[0]
     (ref,) = byo.reference_outputs(tmp_path / "u8.onnx", x)
     assert raw.dtype == np.int8 and np.abs(raw.astype(int) - ref.astype(int)).max() <= 1
+    table = json.loads(subprocess.run([str(exe), "--info"], capture_output=True, text=True, check=True).stdout)
+    assert table["input_dtype"] == "uint8" and table["output_dtypes"] == "int8" and table["num_outputs"] == 1
+    assert table["input_bytes"] == 3 * 8 * 8 and table["output_bytes"] == 4
 
 
-def _raw_host(info, model_dir, x, work) -> bytes:
+def _raw_host(info, model_dir, x, work) -> tuple[Path, bytes]:
     from cloudcover.riscv import toolchain
 
     exe = toolchain.build_infer(model_dir, work / "cmake", "host")
     (work / "in.bin").write_bytes(byo.encode_inputs(info, x))
     subprocess.run([str(exe), str(work / "in.bin"), str(work / "out.bin")], check=True)
-    return (work / "out.bin").read_bytes()
+    return exe, (work / "out.bin").read_bytes()
 
 
 def _one_node(path: Path, op: str, in_type=None, out_type=None, **attrs) -> Path:
