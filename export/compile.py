@@ -211,7 +211,8 @@ def _quant_of(dtype: str, edge: dict | None, meta: dict | None) -> dict:
         return {}
     if edge is not None:
         return {"scale": edge["scale"], "zero_point": edge["zero_point"], "quantize_on_host": True,
-                **({"host_ops": edge["host_ops"]} if edge.get("host_ops") else {})}
+                **({"host_ops": edge["host_ops"]} if edge.get("host_ops") else {}),
+                **({"rounding": edge["rounding"]} if edge.get("rounding") else {})}
     return {k: v for k, v in (meta or {}).items() if k in ("scale", "zero_point")}
 
 

@@ -1,8 +1,8 @@
 """Import a .tflite or .onnx model (fp32, full-int8 TFLite, ONNX QDQ) into a TVM Relax IRModule (static
 shapes, batch 1).
 
-An ONNX QDQ model has a float input and output, with QuantizeLinear after the input and DequantizeLinear
-before the output. For integer compute (`int8_edges`) those two edge nodes are removed before the import, so
+An ONNX QDQ model (or a TFLite int8 model with the converter's default float input and output) has a float
+input and output, with QuantizeLinear after the input and DequantizeLinear before the output. For integer compute (`int8_edges`) those two edge nodes are removed before the import, so
 that the compiled model takes and returns the int8 tensors (like a full-int8 TFLite model); their scale and
 zero point are returned in `Edges`, and the host quantizes / dequantizes with ONNX's own rules (round half to
 even), which is exactly what onnxruntime does at those two nodes.
@@ -39,7 +39,8 @@ def import_model_edges(path: str | Path, int8_edges: bool = False):
     suffix = path.suffix.lower()
     try:
         if suffix == ".tflite":
-            return _import_tflite(path), Edges()
+            mod = _import_tflite(path)
+            return strip_relax_edges(mod) if int8_edges else (mod, Edges())
         if suffix == ".onnx":
             return _import_onnx(path, int8_edges)
     except CloudcoverError:
@@ -109,6 +110,67 @@ def _converter_class(static_shapes: dict[int, list[int]]):
             return super().convert_reshape(op)
 
     return CloudcoverConverter
+
+
+def strip_relax_edges(mod):
+    """A TFLite model with float input and output around int8 compute (the converter's default I/O types)
+    imports as quantize(input) ... dequantize(output): the compiled model then reads and writes the int8
+    tensors (like a full-int8 model) and the host quantizes with TFLite's rounding (half away from zero).
+    Returns (module, Edges); a model without such edges is returned unchanged."""
+    from tvm import ir, relax
+
+    from .int8ops.emit import is_const, scalar
+
+    f = mod["main"]
+    if len(f.params) != 1 or not isinstance(f.body, relax.SeqExpr):
+        return mod, Edges()
+    p = f.params[0]
+    bindings = [b for blk in f.body.blocks for b in blk.bindings]
+
+    def is_call(v, name):
+        return isinstance(v, relax.Call) and isinstance(v.op, ir.Op) and v.op.name == name
+
+    def qp(call) -> dict | None:
+        s, z = call.args[1], call.args[2]
+        if not (is_const(s) and is_const(z)):
+            return None
+        try:
+            return {"scale": float(scalar(s)), "zero_point": int(scalar(z)), "rounding": "half_away_from_zero"}
+        except ValueError:
+            return None
+
+    uses = [b for b in bindings if any(a.same_as(p) for a in getattr(b.value, "args", []))]
+    edges, remap = Edges(outputs=[None]), {}
+    new_param = p
+    if str(getattr(p.ty, "dtype", "")) == "float32" and len(uses) == 1 and is_call(uses[0].value, "relax.quantize"):
+        q = qp(uses[0].value)
+        dt = str(uses[0].value.attrs.out_dtype)
+        if q is not None and dt in ("int8", "uint8"):
+            new_param = relax.Var(p.name, relax.TensorType(p.ty.shape, dt))
+            remap[uses[0].var] = new_param
+            edges.input = dict(q, dtype=dt)
+    body = f.body.body
+    out_b = next((b for b in bindings if b.var.same_as(body)), None)
+    if out_b is not None and is_call(out_b.value, "relax.dequantize") and isinstance(out_b.value.args[0], relax.Var):
+        q = qp(out_b.value)
+        if q is not None:
+            edges.outputs = [dict(q, dtype=str(out_b.value.args[0].ty.dtype))]
+            body = out_b.value.args[0]
+    if not remap and body.same_as(f.body.body):
+        return mod, Edges()
+    blocks = []
+    for k, blk in enumerate(f.body.blocks):
+        bs = [relax.VarBinding(b.var, remap[b.var]) if b.var in remap else b for b in blk.bindings]
+        if k == len(f.body.blocks) - 1 and isinstance(body, relax.DataflowVar):  # a block's output leaves as a Var
+            out = relax.Var("gv", body.ty)
+            bs.append(relax.VarBinding(out, body))
+            body = out
+        blocks.append(relax.DataflowBlock(bs) if isinstance(blk, relax.DataflowBlock) else relax.BindingBlock(bs))
+    new = relax.Function([new_param], relax.SeqExpr(blocks, body), ret_ty=body.ty, attrs=f.attrs)
+    mod = mod.clone() if hasattr(mod, "clone") else mod
+    mod["main"] = new
+    mod = relax.transform.Normalize()(relax.transform.DeadCodeElimination()(mod))
+    return mod, edges
 
 
 def _same_quantization(a, b) -> bool:

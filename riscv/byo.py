@@ -24,10 +24,13 @@ import numpy as np
 from cloudcover.train.errors import CloudcoverError
 
 
-def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: str) -> np.ndarray:
-    """ONNX QuantizeLinear (and onnxruntime's): saturate(round_half_even(x / scale) + zero_point), in float32."""
+def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: str, rounding: str = "half_to_even") -> np.ndarray:
+    """ONNX QuantizeLinear (and onnxruntime's): saturate(round_half_even(x / scale) + zero_point), in float32;
+    rounding "half_away_from_zero" is TFLite's QUANTIZE (std::round)."""
     info = np.iinfo(dtype)
-    q = np.rint(np.asarray(x, np.float32) / np.float32(scale)) + np.float32(zero_point)
+    v = np.asarray(x, np.float32) / np.float32(scale)
+    r = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5)) if rounding == "half_away_from_zero" else np.rint(v)
+    q = r + np.float32(zero_point)
     return np.clip(q, info.min, info.max).astype(dtype)
 
 
@@ -52,7 +55,7 @@ def encode_inputs(info: dict, x: np.ndarray) -> bytes:
             from cloudcover.export.onnx_prep import host_preprocess
 
             x = host_preprocess(x, spec["host_ops"])
-        arr = quantize(x, spec["scale"], spec["zero_point"], dt)
+        arr = quantize(x, spec["scale"], spec["zero_point"], dt, spec.get("rounding", "half_to_even"))
     else:
         raise CloudcoverError(f"the model takes {dt} input without a known scale; give the inputs as {dt}")
     return np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
@@ -74,7 +77,7 @@ def decode_outputs(info: dict, raw: bytes, n: int) -> list[np.ndarray]:
 def as_float(info: dict, outs: list[np.ndarray]) -> list[np.ndarray]:
     """Outputs in real values: quantized ones dequantized with their scale and zero point."""
     specs = info.get("outputs", [info["output"]])
-    return [dequantize(a, s["scale"], s["zero_point"]) if "scale" in s and a.dtype != np.float32 else
+    return [dequantize(a, s["scale"], s["zero_point"]) if "scale" in s and np.issubdtype(a.dtype, np.integer) else
             a.astype(np.float32) for a, s in zip(outs, specs)]
 
 

@@ -257,3 +257,24 @@ def keras_fp32_tflite(path: Path, seed: int = 0) -> Path:
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     Path(path).write_bytes(conv.convert())
     return path
+
+
+def keras_int8_float_io_tflite(path: Path, seed: int = 0) -> Path:
+    """An int8 TFLite file with the converter's default float input and output (QUANTIZE and DEQUANTIZE at the
+    edges, int8 operators inside)."""
+    import keras
+    import tensorflow as tf
+    from keras import layers
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((SIZE, SIZE, 3))
+    x = layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    x = layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, layers.Dense(4)(x))
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    calib = images(32, seed=3, nchw=False)
+    conv.representative_dataset = lambda: ([calib[i: i + 1]] for i in range(len(calib)))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    Path(path).write_bytes(conv.convert())
+    return path

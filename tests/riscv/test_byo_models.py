@@ -117,6 +117,16 @@ def test_fp32_tflite_host(tmp_path):
     assert r.max_rel <= FP32_RTOL and r.top1_agreement == 1.0, r
 
 
+def test_int8_tflite_with_float_io_host(tmp_path):
+    """A TFLite int8 model with float input and output: integer compute on the device (int8 in and out, the edge
+    QUANTIZE/DEQUANTIZE on the host with TFLite's rounding), 0 LSB against ai-edge-litert's reference kernels."""
+    model = bm.keras_int8_float_io_tflite(tmp_path / "float_io_int8.tflite")
+    info, (r,) = _parity(model, "host", tmp_path, bm.images(16, seed=2, nchw=False))
+    assert info["compute"] == "int8" and info["int8_compute"] is True
+    assert info["input"]["dtype"] == "int8" and info["input"]["rounding"] == "half_away_from_zero"
+    assert r.max_lsb == 0, r
+
+
 def test_uint8_input_int8_output_host(tmp_path):
     """The model's own dtypes reach the runtime: uint8 pixels in, an int8 QuantizeLinear output out."""
     import onnx
