@@ -12,8 +12,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "compile",
         help="compile a .tflite/.onnx model (fp32, full-int8, ONNX QDQ) with TVM into a runtime-free C build folder",
-        description="Import a model (fp32 or full-int8 .tflite; fp32 or QDQ int8 .onnx, e.g. exported from "
-        "PyTorch or Keras) with TVM Relax, lower and fuse it, build the kernels with LLVM for "
+        description="Import a model (fp32 or int8 .tflite, int8 with int8 or float input/output; fp32 .onnx, or "
+        "int8 .onnx quantized by onnxruntime in QDQ or QLinear-operator form, e.g. exported from PyTorch or Keras) "
+        "with TVM Relax, lower and fuse it, build the kernels with LLVM for "
         "the target, and generate the C driver (weights as const arrays, intermediates in one static arena "
         "placed by a liveness memory plan, entry point cc_model_run). Writes OUT/model.c, OUT/kernels.o and "
         "OUT/model.json. Input and outputs keep the model's dtypes (float32, int8, uint8; several outputs "
