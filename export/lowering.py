@@ -67,7 +67,7 @@ SCHEDULES = ("tuned", "naive")  # tuned: export/schedules.py with the recorded e
 DEFAULT_SCHEDULES = "tuned"
 
 
-def lower(mod, schedule: bool | str = True, vector: bool = False):
+def lower(mod, schedule: bool | str = True, vector: bool = False, pads_alone: bool | None = None):
     """Run the runtime-free pass pipeline from the notes, then schedule the kernels (`schedule`: True or
     "tuned" = export/schedules, "naive" = `schedule_kernels` alone, False = none); returns the lowered IRModule."""
     import tvm
@@ -75,7 +75,9 @@ def lower(mod, schedule: bool | str = True, vector: bool = False):
 
     first = tvm.transform.Sequential([getattr(relax.transform, name)() for name in PIPELINE_NAMES[:2]])
     rest = tvm.transform.Sequential([getattr(relax.transform, name)() for name in PIPELINE_NAMES[2:]])
-    tiled = schedule not in (False, "naive")
+    # pads alone for the tiled schedules (`pads_alone` None); the search lowers unscheduled with True to see the
+    # same kernels as the build it tunes
+    tiled = schedule not in (False, "naive") if pads_alone is None else pads_alone
     try:
         with tvm.transform.PassContext(opt_level=3):
             annotated = _table_lookups_injective(first(mod))

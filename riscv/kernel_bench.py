@@ -108,6 +108,20 @@ def measure_peers(art: Path, target: str, peers_dir: Path | None, work: Path, em
     return rows
 
 
+def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
+    """`new` rows completed with `old`'s routes (by route name) and peers for the same model and target."""
+    by = {(r["model"], r["target"]): r for r in old}
+    out = []
+    for r in new:
+        o = by.get((r["model"], r["target"]))
+        if o is not None:
+            have = {x["route"] for x in r["routes"]}
+            r = {**r, "routes": [x for x in o["routes"] if x["route"] not in have] + r["routes"],
+                 "peers": r["peers"] or o["peers"], "macs": r["macs"] or o["macs"]}
+        out.append(r)
+    return out
+
+
 def best_peer(peers: list[dict]) -> dict | None:
     ok = [p for p in peers if p.get("instructions_per_inference")]
     return min(ok, key=lambda p: p["instructions_per_inference"]) if ok else None
@@ -169,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--out", default="reports")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--merge", help="an earlier kernel_bench JSON: its routes and peers that this run does not "
+                    "measure are kept (e.g. re-measure only the tuned int8 route after a schedule change)")
     args = ap.parse_args(argv)
     emu = qemu.find_emulator()
     peers_dir = Path(args.peers) if args.peers and Path(args.peers).is_dir() else None
@@ -189,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"model": key, "title": bench_models.BENCH_MODELS[key].title, "target": target,
                              "macs": macs, "routes": rr,
                              "peers": measure_peers(art, target, peers_dir, Path(tmp), emu, xq, ref, macs)})
+    if args.merge:
+        rows = merge_rows(json.loads(Path(args.merge).read_text())["rows"], rows)
     report = {"emulator": f"qemu-riscv64 {emu.version}" + (" + libinsn.so (inline)" if emu.counts else ""),
               "vlen": 128, "n_inputs": args.n, "rows": rows}
     out = Path(args.out)

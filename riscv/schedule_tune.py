@@ -42,7 +42,7 @@ def tune(model_path: str | Path, target: str, db_path: str | Path | None = None,
     vector = "+v" in get_target(target).llvm.get("mattr", [])
     cls = schedule_db.target_class(vector)
     mod, _ = int8_lowering.lower_int8(relax_import.import_model(Path(model_path)))
-    shapes = schedules.kernel_shapes(lowering.lower(mod, schedule=False))
+    shapes = schedules.kernel_shapes(lowering.lower(mod, schedule=False, pads_alone=True))
     if not shapes:
         log("no conv/matmul kernel to tune")
         return {}

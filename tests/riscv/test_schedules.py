@@ -60,7 +60,7 @@ def _tiles(model: Path) -> list:
     from cloudcover.export import int8_lowering, lowering, relax_import, schedules
 
     mod, _ = int8_lowering.lower_int8(relax_import.import_model(model))
-    shapes = schedules.kernel_shapes(lowering.lower(mod, schedule=False))
+    shapes = schedules.kernel_shapes(lowering.lower(mod, schedule=False, pads_alone=True))
     assert shapes, "the case has a kernel the tiled schedule applies to"
     every = sorted({t for s in shapes.values() for v in (False, True) for t in schedules.candidate_tiles(s, v)},
                    key=lambda t: (t.pw, t.pc, t.ku))
@@ -152,7 +152,7 @@ def test_plain_compile_reads_the_recorded_file(tmp_path, artifacts, monkeypatch)
     from cloudcover.export import int8_lowering, lowering, relax_import, schedule_db, schedules
 
     mod, _ = int8_lowering.lower_int8(relax_import.import_model(artifacts / "model_int8.tflite"))
-    shapes = schedules.kernel_shapes(lowering.lower(mod, schedule=False))
+    shapes = schedules.kernel_shapes(lowering.lower(mod, schedule=False, pads_alone=True))
     name, shape = next((k, s) for k, s in shapes.items() if schedules.Tile(2, 4) in schedules.candidate_tiles(s, False))
 
     def tiles() -> dict:
