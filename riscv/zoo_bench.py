@@ -238,6 +238,18 @@ def render_markdown(rows: list[dict], cmd: str) -> str:
     return "\n".join(lines)
 
 
+def source_version() -> str | None:
+    """`git describe --always --dirty` of the checkout the rows were compiled with (schedules move the figures)."""
+    import subprocess
+
+    try:
+        p = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).resolve().parents[1],
+                           capture_output=True, text=True, timeout=10)
+    except OSError:
+        return None
+    return p.stdout.strip() or None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cloudcover.riscv.zoo_bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -297,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(tdir, ignore_errors=True)
                 row = bench_target(art, target, tdir, emu)
                 row["alpha"] = spec["alpha"]
+                row["source"] = source_version()
                 shutil.rmtree(tdir / "cmake", ignore_errors=True)  # the build tree is large; the row says it all
             except (CloudcoverError, Exception) as exc:  # noqa: BLE001 - one failing model must not stop the zoo
                 row = {"model": name, "target": target, "ok": False,
@@ -313,8 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     cmd = "python -m cloudcover.riscv.zoo_bench " + " ".join(argv if argv is not None else sys.argv[1:])
     out = Path(args.reports)
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "zoo_bench.json", json.dumps({"command": cmd, "size": args.size, "epochs": args.epochs,
-                                                  "train_images": args.train, "rows": rows}, indent=1) + "\n")
+    write_text(out / "zoo_bench.json", json.dumps({"command": cmd, "source": source_version(), "size": args.size,
+                                                  "epochs": args.epochs, "train_images": args.train, "rows": rows},
+                                                 indent=1) + "\n")
     md = render_markdown(rows, cmd)
     write_text(out / "zoo_bench.md", md)
     print(md)
