@@ -21,7 +21,7 @@ from cloudcover.train.data.synth_spectra import (DRYVEG, FOREST, ROOF, SALT, SAN
 BIOMES = {
     "temperate": ((FOREST, VEG, SOIL), (VEG, VEG, SOIL, DRYVEG)),
     "arid": ((DRYVEG, SOIL, SAND), (DRYVEG, SOIL, VEG, SOIL)),
-    "desert": ((SAND, SOIL, SALT), (SOIL, DRYVEG, VEG, SAND)),
+    "desert": ((SAND, SOIL, DRYVEG), (SOIL, DRYVEG, VEG, SAND)),  # salt flats: style.salt
     "boreal": ((FOREST, FOREST, VEG), (VEG, SOIL, DRYVEG, VEG)),
     "tropical": ((FOREST, VEG, VEG), (VEG, SOIL, VEG, DRYVEG)),
 }
