@@ -22,6 +22,7 @@ STAGE_CLIS = (
     "cloudcover.train.cli",  # train
     "cloudcover.train.qat_cli",  # qat
     "cloudcover.train.tune_cli",  # tune, evaluate, predict
+    "cloudcover.riscv.device_predict",  # predict --device TARGET --model-dir DIR (adds options, no new verb)
     "cloudcover.export.cli",  # export
     "cloudcover.export.compile_cli",  # compile
     "cloudcover.riscv.build_cli",  # build (cross-build cloudcover-infer for a compiled model folder)
