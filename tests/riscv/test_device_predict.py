@@ -109,6 +109,23 @@ def test_host_target_matches_builtin_ref(artifacts, compiled, images, tmp_path, 
     _check(artifacts, images, _read(out), tmp_path)
 
 
+def test_binary_beside_the_model_unless_stale(compiled, artifacts, images, tmp_path, monkeypatch):
+    """`cloudcover build --model-dir M` puts the binary in M and predict runs it; once model.json is newer
+    (compiled again), that binary is not trusted and one is built into the cache."""
+    import os
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(compiled / "model" / "host", model_dir)
+    assert cli_main(["build", "--model-dir", str(model_dir)]) == 0
+    monkeypatch.setattr(device_predict, "cache_dir", lambda: tmp_path / "cache")
+    args = ["predict", "--run", str(artifacts), "--device", "host", "--model-dir", str(model_dir), "--quiet",
+            "--out", str(tmp_path / "dev.csv"), str(images / "p0.png")]
+    assert cli_main(args) == 0 and not (tmp_path / "cache").exists()
+    t = (model_dir / "cloudcover-infer-host").stat().st_mtime + 10
+    os.utime(model_dir / "model.json", (t, t))
+    assert cli_main(args) == 0 and list((tmp_path / "cache").glob("*/cloudcover-infer-host"))
+
+
 @pytest.mark.parametrize("case", ["target", "binary", "image", "no_model_json", "no_device"])
 def test_errors_one_line_nothing_written(artifacts, compiled, images, tmp_path, capsys, case):
     model_dir = compiled / "model" / "host"
@@ -141,11 +158,15 @@ def test_errors_one_line_nothing_written(artifacts, compiled, images, tmp_path, 
 
 @pytest.mark.slow
 @needs_device
-def test_rv64gcv_under_qemu(artifacts, riscv_built, images, tmp_path):
-    """The `make riscv-build` layout (BUILD/model/rv64gcv -> BUILD/riscv64/cloudcover-infer-rv64gcv) under qemu."""
+def test_rv64gcv_under_qemu(artifacts, riscv_built, images, tmp_path, monkeypatch):
+    """The `make riscv-build` layout (BUILD/model/rv64gcv -> BUILD/riscv64/cloudcover-infer-rv64gcv) under qemu:
+    that binary is the one run (nothing is built into the cache)."""
+    monkeypatch.setattr(device_predict, "cache_dir", lambda: tmp_path / "cache")
     out = tmp_path / "dev.csv"
+    assert (riscv_built / "riscv64" / "cloudcover-infer-rv64gcv").is_file()
     assert cli_main(["predict", "--run", str(artifacts), "--device", "rv64gcv", "--quiet",
                      "--model-dir", str(riscv_built / "model" / "rv64gcv"), "--out", str(out), str(images)]) == 0
+    assert not (tmp_path / "cache").exists()
     _check(artifacts, images, _read(out), tmp_path)
 
 
