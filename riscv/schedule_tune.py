@@ -48,13 +48,16 @@ def tune(model_path: str | Path, target: str, db_path: str | Path | None = None,
         return {}
     tiles = sorted({t for s in shapes.values() for t in schedules.candidate_tiles(s, vector)} | {schedules.NAIVE},
                    key=lambda t: (t.pw * t.pc, t.pc))
+    tiles.append(None)  # a run with the defaults: a shape no candidate fits keeps its default unless naive wins
     cost: dict[str, dict[str, int]] = {}
+    default_cost: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="cc-tune-", dir=work) as tmp:
         tmp = Path(tmp)
         for i, tile in enumerate(tiles):
-            db = tmp / f"cand-{tile.key()}.json"
-            schedule_db.save({cls: {"*": tile.key()}}, db)
-            out = tmp / tile.key()
+            label = "default" if tile is None else tile.key()
+            db = tmp / f"cand-{label}.json"
+            schedule_db.save({cls: {} if tile is None else {"*": tile.key()}}, db)
+            out = tmp / label
             info = compile_model(model_path, target, out / "model", log=lambda m: None, compute="int8",
                                  schedules=str(db))
             binary = toolchain.build_infer(out / "model", out / "cmake", target)
@@ -62,12 +65,18 @@ def tune(model_path: str | Path, target: str, db_path: str | Path | None = None,
             prof = profile_model(out / "model", binary, x, out / "profile", emu, log=lambda m: None)
             for c in prof.calls:
                 s = shapes.get(c.kernel)
-                if s is None or (tile != schedules.NAIVE and tile not in schedules.candidate_tiles(s, vector)):
+                if s is None:
                     continue
-                d = cost.setdefault(s.key(), {})
-                d[tile.key()] = d.get(tile.key(), 0) + c.instructions
-            log(f"tune {target}: tile {tile.key()} ({i + 1}/{len(tiles)}): {prof.instructions_per_inference:,} "
+                if tile is None:  # the defaults run
+                    default_cost[s.key()] = default_cost.get(s.key(), 0) + c.instructions
+                elif tile == schedules.NAIVE or tile in schedules.candidate_tiles(s, vector):
+                    d = cost.setdefault(s.key(), {})
+                    d[tile.key()] = d.get(tile.key(), 0) + c.instructions
+            log(f"tune {target}: tile {label} ({i + 1}/{len(tiles)}): {prof.instructions_per_inference:,} "
                 f"instructions/inference")
+    by_key = {sh.key(): sh for sh in shapes.values()}
+    for key, n in default_cost.items():  # the default tile, where no candidate measured it already
+        cost.setdefault(key, {}).setdefault(schedules.default_tile(by_key[key], vector).key(), n)
     entries = schedule_db.load(db_path)
     for key, d in cost.items():
         entries[cls][key] = min(d, key=d.get)
