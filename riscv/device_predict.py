@@ -66,14 +66,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out preds_rv64gcv.csv patches/")
     g.add_argument("--device", choices=DEVICES, default=None,
                    help="run the compiled model for this target (must be the target of --model-dir)")
-    g.add_argument("--model-dir", type=Path, default=None,
+    g.add_argument("--model-dir", type=Path, default=None, metavar="DIR",
                    help="folder written by `cloudcover compile` from this run's export (model.json, model.c, "
                    "kernels.o)")
-    g.add_argument("--model", type=Path, default=None, dest="device_model",
+    g.add_argument("--model", type=Path, default=None, dest="device_model", metavar="FILE",
                    help="instead of --model-dir: a .tflite/.onnx file (e.g. ART_DIR/model_int8.tflite of this "
                    "run's export), compiled for --device into ~/.cache/cloudcover/device-predict (once per "
                    "model file and compiler version)")
-    g.add_argument("--binary", type=Path, default=None,
+    g.add_argument("--binary", type=Path, default=None, metavar="EXE",
                    help="cloudcover-infer to run (default: the one `cloudcover build` put in MODEL_DIR, or "
                    "BUILD/riscv64/ for BUILD/model/TARGET; else built into ~/.cache/cloudcover/device-predict)")
     g.add_argument("--system-qemu", action="store_true",
