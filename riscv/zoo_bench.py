@@ -208,13 +208,18 @@ def fmt(v, kind: str = "") -> str:
     return str(v)
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "/").replace("\n", " ")
+
+
 def render_markdown(rows: list[dict], cmd: str) -> str:
     lines = ["# cloudcover model zoo on riscv64", "",
              "| model | task | input | alpha | target | MACs | instr/inference | instr/MAC | weights B | arena B | "
              "int8 compute | max diff (LSB) | 0 LSB | images (distinct outputs) |", "|" + "---|" * 14]
     for r in rows:
         if not r.get("ok"):
-            lines.append(f"| {r['model']} | | | | {r['target']} | failed: {r.get('error', '')[:150]} |" + " |" * 8)
+            what = r.get("error", "") if r.get("error", "").startswith("not measured") else f"failed: {r.get('error', '')}"
+            lines.append(f"| {r['model']} | | | | {r['target']} | {_cell(what)[:160]} |" + " |" * 8)
             continue
         lines.append(f"| {r['model']} | {r['task']} | {r['size']} px x {r['bands']} | {fmt(r['alpha'])} | "
                      f"{r['target']} | {fmt(r['macs'], 'mb')} | {fmt(r['instructions_per_inference'])} | "
@@ -264,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train", type=int, default=64, help="synthetic training images (default 64)")
     ap.add_argument("--epochs", type=int, default=1, help="training epochs, batch 8 (default 1: 8 steps)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--report-only", action="store_true",
+                    help="measure nothing: write the table from the rows already in WORK (missing ones marked)")
     args = ap.parse_args(argv)
 
     from cloudcover.train.atomic import write_text
@@ -297,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
             if res.is_file() and json.loads(res.read_text()).get("ok"):
                 rows.append(json.loads(res.read_text()))
                 log(f"{head}: done earlier ({res})")
+                continue
+            if args.report_only:
+                rows.append({"model": name, "target": target, "ok": False, "error": "not measured yet (run without "
+                             "--report-only to resume)"})
                 continue
             try:
                 if not (art / "meta.json").is_file():
