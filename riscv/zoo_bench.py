@@ -221,7 +221,7 @@ def render_markdown(rows: list[dict], cmd: str) -> str:
             what = r.get("error", "") if r.get("error", "").startswith("not measured") else f"failed: {r.get('error', '')}"
             lines.append(f"| {r['model']} | | | | {r['target']} | {_cell(what)[:160]} |" + " |" * 8)
             continue
-        lines.append(f"| {r['model']} | {r['task']} | {r['size']} px x {r['bands']} | {fmt(r['alpha'])} | "
+        lines.append(f"| {r['model']} | {r['task']} | {r['size']} px x {r['bands']} | {'—' if r['alpha'] is None else fmt(r['alpha'])} | "
                      f"{r['target']} | {fmt(r['macs'], 'mb')} | {fmt(r['instructions_per_inference'])} | "
                      f"{fmt(r['instructions_per_mac'])} | {fmt(r['weights_bytes'])} | {fmt(r['arena_bytes'])} | "
                      f"{fmt(r['int8_compute'])} | {r['max_abs_diff_lsb']} | {fmt(r['zero_lsb'])} | {r['n_images']} "
