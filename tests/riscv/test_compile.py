@@ -23,9 +23,10 @@ def test_model_json(compiled, artifacts):
     # conv 3x3x3->8 @16x16, dw 3x3 @16x16x8, 1x1 8->8 @16x16, conv 3x3x8->16 @8x8, dense 16->3
     assert info["macs"] == 16 * 16 * 8 * 27 + 16 * 16 * 8 * 9 + 16 * 16 * 8 * 8 + 8 * 8 * 16 * 72 + 16 * 3
     assert info["weights_bytes"] > 0 and info["arena_bytes"] > 0
-    # the int8 kernels run their requantization on the conv/matmul accumulator in registers
-    # (lowering.schedule_kernels): no kernel allocates a per-op intermediate buffer any more
-    assert info["workspace_bytes"] == 0
+    # the int8 kernels requantize on the conv/matmul accumulator (lowering.schedule_kernels): no kernel
+    # allocates a per-op intermediate tensor; the tuned tiles (export/schedules.py) hold only their
+    # accumulator tile (8 int32 = 32 B, one 64 B block + the runtime's 64 B header)
+    assert info["workspace_bytes"] <= 128
     assert info["int8_compute"] is True and info["float_ops"] == []  # default: integer kernels, none left in float
     assert set(info["steps"]) == set(info["kernels"])
     c = (compiled / "model" / "rv64gc" / "model.c").read_text()
