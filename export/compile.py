@@ -34,13 +34,23 @@ DEFAULT_COMPUTE = "auto"
 IO_DTYPES = ("int8", "uint8", "float32")  # what cloudcover-infer and the C API carry
 
 
+def _uses_alpha(arch: str) -> bool:
+    """Whether the architecture's registered builder takes a width multiplier (train/models.py)."""
+    from cloudcover.train.models import model_config
+
+    try:
+        return model_config(arch).uses_alpha
+    except Exception:  # an architecture this checkout does not register: name it without a width
+        return False
+
+
 def model_name(model_path: Path) -> str:
     """What a report row is called: the architecture, width and input size from the preprocess.json that
     `cloudcover export` puts beside the model (e.g. edge_cnn-a1.5-96px-int8), else the file's stem."""
     pre_path = model_path.parent / "preprocess.json"
     try:
         pre = json.loads(pre_path.read_text())
-        alpha = f"-a{pre['alpha']:g}" if pre.get("alpha") is not None and pre["model"] in ("mobilenet", "edge_cnn") else ""
+        alpha = f"-a{pre['alpha']:g}" if pre.get("alpha") is not None and _uses_alpha(pre["model"]) else ""
         return f"{pre['model']}{alpha}-{pre['input_size']}px-{model_path.stem.rsplit('_', 1)[-1]}"
     except (OSError, ValueError, KeyError, TypeError):
         return model_path.stem

@@ -18,8 +18,8 @@ def register(subparsers) -> None:
         "(TFLite Micro) on the same model side by side; write OUT/bench.json and OUT/bench.md.",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--artifacts", required=True, help="ART_DIR from `cloudcover export` (testset.npz, quant.json, "
-                   "model.keras, model_int8.tflite, model_int8.onnx)")
+    p.add_argument("--artifacts", help="ART_DIR from `cloudcover export` (testset.npz, quant.json, "
+                   "model.keras, model_int8.tflite, model_int8.onnx): the shortcut for cloudcover's own runs")
     p.add_argument("--build", default="build", help="build root: model/TARGET/ from `cloudcover compile`, riscv64/ "
                    "from `make riscv-build`")
     p.add_argument("--targets", default="rv64gc,rv64gcv", help="comma-separated targets to bench")
@@ -36,6 +36,11 @@ def register(subparsers) -> None:
                    "name suffix (-rv64gc/-rv64gcv); it must be one of --targets. A peer that cannot run the model "
                    "(e.g. exit 4: an operator it lacks) is reported as a row, not an error")
     p.add_argument("--system-qemu", action="store_true", help="use the system qemu-riscv64 (no instruction counts)")
+    p.add_argument("--no-profile", action="store_true", help="skip the per-kernel profile (instructions per kernel "
+                   "call on one test image, one QEMU run per kernel call; bench.json 'profile', bench.md top kernels)")
+    from .byo_bench import add_arguments
+
+    add_arguments(p)  # --model FILE --inputs FILE.npz [--labels] [--float-model]: any model, not only an ART_DIR
     p.set_defaults(func=run)
 
 
@@ -54,6 +59,16 @@ def run(args) -> int:
     bad = [t for t in targets if t not in ("rv64gc", "rv64gcv")]
     if bad or not targets:
         raise CloudcoverError(f"--targets: unknown target(s) {', '.join(bad) or '(none)'}; use rv64gc, rv64gcv")
+    if args.model:
+        from .byo_bench import bench, markdown
+
+        if not args.inputs:
+            raise CloudcoverError("--model needs --inputs FILE.npz (x, optional y)")
+        rep = bench(args.model, args.inputs, targets, args.out, args.float_model, args.labels, args.system_qemu, log=log)
+        print(markdown(rep))
+        return 0
+    if not args.artifacts:
+        raise CloudcoverError("give --artifacts ART_DIR (a `cloudcover export` folder) or --model FILE --inputs FILE.npz")
     peer_list = peers.parse_peers(args.peer, targets)
     emu = qemu.find_emulator(prefer_plugin=not args.system_qemu)
     if not emu.counts:
@@ -64,7 +79,7 @@ def run(args) -> int:
     with tempfile.TemporaryDirectory(prefix="cloudcover-bench-") as tmp:
         for t in targets:
             entries.append(harness.bench_target(art, refs, Path(args.build), t, emu, Path(tmp), log=log,
-                                                peers=peer_list))
+                                                peers=peer_list, profile=not args.no_profile))
     jpath, mpath = report.write_reports(entries, args.out, merge=args.merge)
     log(f"wrote {jpath} and {mpath}")
     print(mpath.read_text())

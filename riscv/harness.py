@@ -241,7 +241,7 @@ def bench_peer(art: Artifacts, refs: References, peer: peers_mod.Peer, cloudcove
 
 
 def bench_target(art: Artifacts, refs: References, build: Path, target: str, emu: qemu.Emulator,
-                 workdir: Path, log=print, peers: list[peers_mod.Peer] = ()) -> dict:
+                 workdir: Path, log=print, peers: list[peers_mod.Peer] = (), profile: bool = True) -> dict:
     model_json = build / "model" / target / "model.json"
     binary = build / "riscv64" / toolchain.binary_name(target)
     if not model_json.is_file():
@@ -302,6 +302,12 @@ def bench_target(art: Artifacts, refs: References, build: Path, target: str, emu
         "task": art.task,
     }
     log(f"{target}: {tb.log(entry)}, {entry['instructions_per_inference']} instructions/inference")
+    if emu.counts and profile:
+        # per-kernel instructions on the first test image (counts do not depend on the input)
+        from .profile import profile_model
+
+        entry["profile"] = profile_model(build / "model" / target, binary, xq[:1], workdir / f"{target}-profile",
+                                         emu, log).to_json()
     entry["peers"] = [bench_peer(art, refs, p, insns, info["macs"], emu, workdir, log) for p in peers
                       if p.target == target]
     return entry

@@ -81,6 +81,11 @@ def render_markdown(entries: list[dict]) -> str:
         if task == "segmentation":
             lines += ["", _seg_note(rows)]
         lines += render_peers(rows)
+        for e in rows:
+            if e.get("profile"):
+                from .profile import format_top
+
+                lines += ["", format_top(e["profile"], 5)]
         e = rows[0]
         lines += ["", f"Host baselines on this x86-64 machine (1 thread, ms per inference): TFLite int8 "
                   f"(ai-edge-litert, default kernels) {_fmt(e['host_tflite_int8_ms'])}; onnxruntime int8 "

@@ -49,6 +49,12 @@ def test_parity(bench, target, riscv_built, artifacts, tmp_path):
         assert e["instructions_per_inference"] == pytest.approx(per_image / 2, rel=0.02)
         if target == "rv64gc":  # RV64GC has no integer multiply-accumulate: a MAC is at least a mul and an add
             assert e["instructions_per_inference"] >= 2 * TINY_MACS
+        # the per-kernel profile: its kernel calls plus the driver add up to the directly measured inference
+        prof = e["profile"]
+        total = sum(c["instructions"] for c in prof["calls"]) + prof["runtime_instructions"]
+        assert total == pytest.approx(per_image / 2, rel=0.01)
+        assert sum(c["macs"] for c in prof["calls"]) == TINY_MACS
+        assert "Top kernels" in md
     else:
         assert e["instructions_per_inference"] is None
     assert target in md and "How each figure was measured" in md
