@@ -28,7 +28,7 @@ DEMO_TRAIN_FLAGS ?= --alpha 1.5 --epochs 40 --patience 40 --label-smoothing 0.1
 DEMO_QAT_EPOCHS ?= 4
 comma := ,
 
-.PHONY: help setup apt venv qemu demo seg-demo test test-fast riscv-build bench tune-demo clean
+.PHONY: help setup apt venv qemu demo seg-demo seg-bench test test-fast riscv-build bench kernel-bench zoo-bench tune-demo clean
 
 help:
 	@echo "make demo        install everything, then run data -> train -> export -> compile -> riscv -> bench"
@@ -37,6 +37,9 @@ help:
 	@echo "make setup       install Debian packages, .venv and the instruction-counting qemu (idempotent)"
 	@echo "make riscv-build cross-build build/riscv64/cloudcover-infer for the compiled demo model"
 	@echo "make seg-demo    segmentation leg: 38-Cloud-like synth -> prepare --task segmentation -> edge UNet -> demo/seg_eval"
+	@echo "make seg-bench   the demo segmenter on the device: export -> compile -> build -> bench, merged into reports/"
+	@echo "make kernel-bench instructions/MAC: TVM float vs naive vs tuned int8 vs TFLite Micro peers (benchmark models)"
+	@echo "make zoo-bench   every registered architecture int8 on rv64gc/rv64gcv under qemu (resumable, ~40 min)"
 	@echo "make tune-demo   a small Optuna study (2 workers) on the demo dataset"
 
 setup: apt venv qemu
@@ -84,7 +87,8 @@ demo: setup
 	$(MAKE) --no-print-directory bench
 	$(CC_CLI) evaluate --run $(DEMO_DIR)/run --data $(DEMO_DIR)/dataset --out $(DEMO_DIR)/eval --quiet
 	$(MAKE) --no-print-directory seg-demo
-	@echo; cat $(DEMO_DIR)/artifacts/parity.md; echo; cat reports/bench.md
+	$(MAKE) --no-print-directory seg-bench
+	@echo; cat $(DEMO_DIR)/artifacts/parity.md; echo; cat $(DEMO_DIR)/seg_artifacts/parity.md; echo; cat reports/bench.md
 
 $(RAW):
 	$(CC_CLI) data synth --format cloudsen12 --out $(DEMO_DIR)/raw --n $(DEMO_N) --size $(DEMO_RAW_SIZE) --seed 0
@@ -100,7 +104,7 @@ $(BUILD_DIR)/model/%/model.json: $(ART)
 	$(CC_CLI) compile --model $(ART) --target $* --out $(BUILD_DIR)/model/$*
 
 # Segmentation leg: 240 synthetic 38-Cloud-like patches (4 bands, 96 px, 30 scenes, 32 test patches) and the
-# edge-sized UNet (unet_resnet18, alpha 0.25, 54.6 M MACs), 30 epochs. (On the device: a later issue.)
+# edge-sized UNet (unet_resnet18, alpha 0.25, 54.6 M MACs), 30 epochs; `make seg-bench` takes it to the device.
 DEMO_SEG_N ?= 240
 DEMO_SEG_SIZE ?= 96
 DEMO_SEG_TRAIN_FLAGS ?= --model unet_resnet18 --alpha 0.25 --epochs 30 --lr 3e-3
@@ -121,19 +125,39 @@ seg-demo: setup $(SEG_RUN)
 # Cross-build cloudcover-infer for the compiled demo model: $(BUILD_DIR)/riscv64/cloudcover-infer (rv64gc) and
 # $(BUILD_DIR)/riscv64/cloudcover-infer-rv64gcv (static RISC-V ELFs).
 riscv-build: setup $(MODELS)
-	$(PY) -m cloudcover.riscv.toolchain --build $(BUILD_DIR) --targets $(subst $(eval) ,$(comma),$(TARGETS))
+	$(CC_CLI) build --build $(BUILD_DIR) --targets $(subst $(eval) ,$(comma),$(TARGETS))
 
 # TFLite Micro runners measured beside cloudcover in the bench (../shared/peers/README.md); a clone without
 # that folder benches cloudcover alone and says so.
 PEERS_DIR ?= ../shared/peers
 PEERS := tflm-ref-rv64gc tflm-muriscvnn-rv64gc tflm-muriscvnn-rv64gcv
+PEER_FLAGS = $(if $(wildcard $(PEERS_DIR)),$(foreach p,$(PEERS),--peer $(p)=$(PEERS_DIR)/$(p)))
 
 bench: riscv-build
-	@peers=""; \
-	if [ -d "$(PEERS_DIR)" ]; then for p in $(PEERS); do peers="$$peers --peer $$p=$(PEERS_DIR)/$$p"; done; \
-	else echo "make bench: $(PEERS_DIR) not found: TFLite Micro peer columns skipped"; fi; \
-	cmd="$(CC_CLI) bench --artifacts $(DEMO_DIR)/artifacts --build $(BUILD_DIR) --targets rv64gc,rv64gcv --out reports$$peers"; \
-	echo "$$cmd"; $$cmd
+	@[ -d "$(PEERS_DIR)" ] || echo "make bench: $(PEERS_DIR) not found: TFLite Micro peer columns skipped"
+	$(CC_CLI) bench --artifacts $(DEMO_DIR)/artifacts --build $(BUILD_DIR) --targets rv64gc,rv64gcv --out reports --merge $(PEER_FLAGS)
+
+# The demo segmenter on the device: int8 export, compile and cross-build into $(SEG_BUILD), then its rows are
+# merged into the same reports/bench.json beside the classifier's.
+SEG_BUILD := $(BUILD_DIR)/seg
+SEG_ART := $(DEMO_DIR)/seg_artifacts/model_int8.tflite
+SEG_MODELS := $(foreach t,$(TARGETS),$(SEG_BUILD)/model/$(t)/model.json)
+
+$(SEG_ART): $(SEG_RUN)
+	$(CC_CLI) export --run $(DEMO_DIR)/seg_run --out $(DEMO_DIR)/seg_artifacts
+$(SEG_BUILD)/model/%/model.json: $(SEG_ART)
+	$(CC_CLI) compile --model $(SEG_ART) --target $* --out $(SEG_BUILD)/model/$*
+
+seg-bench: setup $(SEG_MODELS)
+	$(CC_CLI) build --build $(SEG_BUILD) --targets $(subst $(eval) ,$(comma),$(TARGETS))
+	$(CC_CLI) bench --artifacts $(DEMO_DIR)/seg_artifacts --build $(SEG_BUILD) --targets rv64gc,rv64gcv --out reports --merge $(PEER_FLAGS)
+
+# Measurements, not tests (minutes to tens of minutes; README: measured figures).
+kernel-bench: setup
+	$(PY) -m cloudcover.riscv.kernel_bench --peers $(PEERS_DIR) --out reports
+ZOO_WORK ?= $(BUILD_DIR)/zoo
+zoo-bench: setup
+	$(PY) -m cloudcover.riscv.zoo_bench --work $(ZOO_WORK) --reports reports
 
 # A demo-sized Optuna study on the demo dataset: 2 local workers sharing a journal file; the untuned
 # `cloudcover train` defaults are the first trial, so best.json says whether tuning beat them.
