@@ -164,7 +164,7 @@ def classify_real(run: Path, patches: list[RealPatch]) -> list[dict]:
         true = pre.class_names[coverage.bin_index(p.coverage_pct, pre.bins)]
         rows.append({"patch": p.name, "true_coverage_pct": round(p.coverage_pct, 2), "true_class": true,
                      "predicted_class": r["class"], "confidence": round(r["confidence"], 4),
-                     "expected_coverage_pct": round(r["expected_coverage_pct"], 2), "correct": r["class"] == true})
+                     "expected_coverage_pct": round(r["expected_coverage_pct"], 2), "correct": bool(r["class"] == true)})
     return rows
 
 
@@ -192,7 +192,7 @@ def segment_real(run: Path, patches: list[RealPatch], work: Path) -> list[dict]:
                      "iou": None if iou is None else round(iou, 4),
                      "true_class": pre.class_names[coverage.bin_index(p.coverage_pct, pre.bins)],
                      "predicted_class": pre.class_names[coverage.bin_index(float(cov), pre.bins)],
-                     "goal_met": (iou is None or iou >= GOAL_IOU) and abs(cov - p.coverage_pct) <= GOAL_COV_ERR})
+                     "goal_met": bool((iou is None or iou >= GOAL_IOU) and abs(cov - p.coverage_pct) <= GOAL_COV_ERR)})
     return rows
 
 
