@@ -4,28 +4,13 @@ input whose parameters equal the output's is taken as is, another one through a 
 
 from __future__ import annotations
 
+from .concat import MAX_INPUTS, pattern
 from .emit import Emitter, dtype
 from .qdq_common import lookup, qparams
 from .qdq_table import function_table
 from .registry import Lowering, register
 
-MAX_INPUTS = 8
-
-
-def pattern():
-    from tvm.relax.dpl import is_const, is_op, is_tuple, wildcard
-
-    parts, alts = {}, None
-    for n in range(1, MAX_INPUTS + 1):
-        deqs = [is_op("relax.dequantize")(wildcard(), is_const(), is_const()) for _ in range(n)]
-        tup = is_tuple(deqs)
-        parts[f"t{n}"] = tup
-        parts.update({f"d{n}_{i}": d for i, d in enumerate(deqs)})
-        alts = tup if alts is None else alts | tup
-    cat = is_op("relax.concat")(alts)
-    q = is_op("relax.quantize")(cat, is_const(), is_const())
-    parts.update(cat=cat, q=q)
-    return q, parts
+# the same dequantize-tuple -> concat -> quantize pattern as TFLite's CONCATENATION; only the rewrite differs
 
 
 def rewrite(m, p):
