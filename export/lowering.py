@@ -197,10 +197,21 @@ def _schedule_func(func, vector: bool = False):
     return sch.mod["main"]
 
 
+def _is_output(sch, root, b) -> bool:
+    """Whether block `b` writes one of the function's outputs (asked afresh: inlining changes the set)."""
+    return any(sch.get(b).same_as(sch.get(o)) for o in sch.get_output_blocks(root))
+
+
+def _is_reduction(sch, b) -> bool:
+    from tvm import tirx
+
+    return any(int(iv.iter_type) != tirx.IterVar.DataPar for iv in sch.get(b).iter_vars)
+
+
 def inline_elementwise(sch) -> None:
     """Inline every elementwise/injective block into its consumer where that duplicates nothing (step 1 of
     the fused-loop schedule)."""
-    from tvm import ir, s_tir, tirx
+    from tvm import ir, s_tir
 
     root = sch.get_sblock("root")
 
@@ -211,14 +222,11 @@ def inline_elementwise(sch) -> None:
         except s_tir.ScheduleError:
             return False
 
-    def outputs():
-        return [sch.get(o) for o in sch.get_output_blocks(root)]
-
     def is_output(b) -> bool:
-        return any(sch.get(b).same_as(o) for o in outputs())
+        return _is_output(sch, root, b)
 
     def is_reduction(b) -> bool:
-        return any(int(iv.iter_type) != tirx.IterVar.DataPar for iv in sch.get(b).iter_vars)
+        return _is_reduction(sch, b)
 
     def loads(consumer, buffer) -> int:
         return _count(sch.get(consumer).body, lambda n: isinstance(n, ir.TensorLoad) and n.source.same_as(buffer))
@@ -246,16 +254,11 @@ def inline_elementwise(sch) -> None:
 def _compute_at_output(sch, vector: bool, attempt) -> None:
     root = sch.get_sblock("root")
 
-    def outputs():
-        return [sch.get(o) for o in sch.get_output_blocks(root)]
-
     def is_output(b) -> bool:
-        return any(sch.get(b).same_as(o) for o in outputs())
+        return _is_output(sch, root, b)
 
     def is_reduction(b) -> bool:
-        from tvm import tirx
-
-        return any(int(iv.iter_type) != tirx.IterVar.DataPar for iv in sch.get(b).iter_vars)
+        return _is_reduction(sch, b)
 
     # 2. compute everything else (multi-use values, the conv/matmul/sum reduction) at the innermost loop of
     #    the output block, last producer first: each buffer shrinks to the element the epilogue needs, i.e.
