@@ -20,7 +20,7 @@ from cloudcover.train.errors import CloudcoverError
 DB_PATH = Path(__file__).with_name("schedules.json")
 VERSION = 1
 CLASSES = ("scalar", "vector")
-_TILE = re.compile(r"^[1-9][0-9]*x[1-9][0-9]*(u[1-9][0-9]*)?$")
+_TILE = re.compile(r"^[1-9][0-9]*x[1-9][0-9]*(u[1-9][0-9]*)?(-[a-z][a-z0-9]*)?$")  # -variant: a schedule family
 
 
 def target_class(vector: bool) -> str:

@@ -26,15 +26,17 @@ class Tile:
     pw: int  # output pixels per tile (along the output's second-innermost loop)
     pc: int  # output channels per tile (innermost loop)
     ku: int = 1  # the innermost reduction loop unrolled by this factor (fewer loop-counter instructions)
+    variant: str = ""  # "" = the generic register-blocked tile; else the schedule family that owns it (FAMILIES)
 
     def key(self) -> str:
-        return f"{self.pw}x{self.pc}" + (f"u{self.ku}" if self.ku > 1 else "")
+        return f"{self.pw}x{self.pc}" + (f"u{self.ku}" if self.ku > 1 else "") + (f"-{self.variant}" if self.variant else "")
 
     @classmethod
     def parse(cls, text: str) -> "Tile":
-        a, _, rest = str(text).partition("x")
+        body, _, variant = str(text).partition("-")
+        a, _, rest = body.partition("x")
         b, _, u = rest.partition("u")
-        return cls(int(a), int(b), int(u) if u else 1)
+        return cls(int(a), int(b), int(u) if u else 1, variant)
 
 
 NAIVE = Tile(1, 1)
@@ -173,11 +175,27 @@ def _find(sch):
     return out, red, Shape(pixels, ext[-1], reduction, depthwise)
 
 
+def _families():
+    """Specialised schedule families, one module each, tried in order before the generic tile. Each has
+    `schedule(func, found, vector, choose) -> PrimFunc | None` (None: not mine, fall through); `found` is
+    _find's (output block, reduction block, Shape) on a fresh schedule of `func` with the epilogue inlined, or
+    None for a kernel without one multiplying reduction."""
+    from . import sched_depthwise, sched_rvv, sched_swar
+
+    return (sched_swar.schedule, sched_rvv.schedule, sched_depthwise.schedule)
+
+
 def schedule_func(func, vector: bool, choose):
     from tvm import s_tir
 
     from .lowering import _schedule_func, inline_elementwise
 
+    for family in _families():
+        sch = s_tir.Schedule(func)
+        inline_elementwise(sch)
+        done = family(func, _find(sch), vector, choose)
+        if done is not None:
+            return done
     sch = s_tir.Schedule(func)
     inline_elementwise(sch)
     found = _find(sch)
@@ -185,6 +203,8 @@ def schedule_func(func, vector: bool, choose):
         return _schedule_func(func, vector)
     _, _, shape = found
     tile = choose(shape)
+    if tile.variant:
+        tile = default_tile(shape, vector)  # a family's tile its family declined: the generic default
     if tile == NAIVE or shape.pixels % tile.pw or shape.channels % tile.pc:
         return _schedule_func(func, vector)
     try:
