@@ -170,9 +170,22 @@ def _find(sch):
     reduction = 1
     for r in rd:
         reduction *= r
-    depthwise = len(rd) == 2 and len(sp) == 4  # conv2d with groups = C: only the window is reduced
+    depthwise = len(sp) == 4 and _reads_pixel_and_channel(sch.get(red), ivs)  # conv2d with groups = C
     pixels = ext[-2] if len(ext) >= 2 else 1
     return out, red, Shape(pixels, ext[-1], reduction, depthwise)
+
+
+def _reads_pixel_and_channel(block, ivs) -> bool:
+    """Whether one operand of a 4-D reduction is indexed by both the output pixel and the output channel: the
+    input of a depthwise conv (x[n, y+ry, x+rx, c]); a dense conv's input has rc, its weights no pixel."""
+    from .lowering import _count
+
+    pixel, channel = ivs[2].var, ivs[3].var
+    for read in block.reads:
+        mins = [r.min for r in read.region]
+        if all(any(_count(m, lambda n, v=v: n.same_as(v)) for m in mins) for v in (pixel, channel)):
+            return True
+    return False
 
 
 def _families():
