@@ -26,6 +26,7 @@ from cloudcover.export import onnx_export, tflite_export
 from cloudcover.export.calibration import Calibration, convert_tflite
 from cloudcover.export.export import calibration_images
 from cloudcover.train.atomic import write_text
+from cloudcover.train.errors import CloudcoverError
 from cloudcover.train.preprocess import load_split
 
 # The demo classifier, as the Makefile trains it (DEMO_MODEL, DEMO_SIZE, DEMO_TRAIN_FLAGS).
@@ -41,12 +42,43 @@ def train_seed(data: Path, out: Path, seed: int, overrides: dict) -> Path:
     return run
 
 
-def qat_seed(run: Path, data: Path, epochs: int) -> Path:
+def parse_variant(spec: str) -> tuple[str, dict]:
+    """`NAME:key=value,key=value` -> (NAME, QATConfig overrides), values typed as the QATConfig field is."""
+    from dataclasses import fields
+
+    from cloudcover.train.qat import QATConfig
+
+    name, _, rest = spec.partition(":")
+    types = {f.name: type(getattr(QATConfig(run=Path("."), out=Path(".")), f.name)) for f in fields(QATConfig)}
+    overrides = {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        if key not in types or key in ("run", "out", "data") or not value:
+            raise CloudcoverError(f"bad --qat-variant {spec!r}: {item!r} is not KEY=VALUE of a `cloudcover qat` "
+                                  f"setting ({', '.join(k for k in types if k not in ('run', 'out', 'data'))})")
+        kind = types[key]
+        if kind is bool:
+            if value.lower() not in ("1", "true", "yes", "0", "false", "no"):
+                raise CloudcoverError(f"bad --qat-variant {spec!r}: {key} is true or false, got {value!r}")
+            overrides[key] = value.lower() in ("1", "true", "yes")
+            continue
+        try:
+            overrides[key] = kind(value)
+        except ValueError:
+            raise CloudcoverError(f"bad --qat-variant {spec!r}: {key} must be a {kind.__name__}, "
+                                  f"got {value!r}") from None
+    if not name.isidentifier():
+        raise CloudcoverError(f"bad --qat-variant {spec!r}: NAME must be a plain word")
+    return name, overrides
+
+
+def qat_seed(run: Path, data: Path, epochs: int, name: str = "", overrides: dict | None = None) -> Path:
     from cloudcover.train.qat import QATConfig, finetune
 
-    out = run.with_name(run.name + "_qat")
+    out = run.with_name(run.name + "_qat" + (f"_{name}" if name else ""))
     if not (out / "qat.json").is_file():
-        finetune(QATConfig(run=run, out=out, data=data, epochs=epochs), progress=False)
+        finetune(QATConfig(run=run, out=out, data=data, epochs=epochs, **(overrides or {})), progress=False,
+                 log=lambda *_: None)
     return out
 
 
@@ -56,12 +88,12 @@ def agreement(int8_scores: np.ndarray, float_scores: np.ndarray) -> tuple[float,
     return float(same.mean()), int((~same).sum())
 
 
-def measure(run: Path, data: Path, methods: list[Calibration], calib_samples: int) -> list[dict]:
+def measure(run: Path, data: Path, methods: list[Calibration], calib_samples: int, split: str = "test") -> list[dict]:
     from cloudcover.train.training import load_run
 
     model, pre = load_run(run)
     calib = calibration_images(data, pre, calib_samples)
-    x, y, _ = load_split(data, "test", pre)
+    x, y, _ = load_split(data, split, pre)
     ref = model.predict(x, batch_size=32, verbose=0)
     accuracy = float(np.mean(np.argmax(ref, axis=1) == y))
     rows = []
@@ -78,8 +110,8 @@ def measure(run: Path, data: Path, methods: list[Calibration], calib_samples: in
             onnx_scores = onnx_export.run(onx, x)
             (a_t, f_t), (a_o, f_o) = agreement(tfl_scores, ref), agreement(onnx_scores, ref)
             rows.append({"method": str(cal), "tflite_agreement": a_t, "tflite_flips": f_t,
-                         "onnx_agreement": a_o, "onnx_flips": f_o, "test_images": int(len(x)),
-                         "float_test_accuracy": accuracy,
+                         "onnx_agreement": a_o, "onnx_flips": f_o, "split": split,
+                         "test_images": int(len(x)), "float_test_accuracy": accuracy,
                          "seconds": round(time.perf_counter() - t0, 1)})
     return rows
 
@@ -94,11 +126,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="override the demo's 40 epochs (quick looks only)")
     p.add_argument("--qat-epochs", type=int, default=0,
                    help="also measure each run after this many epochs of `cloudcover qat` (0: no)")
+    p.add_argument("--qat-variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                   help="also measure a `cloudcover qat` variant (needs --qat-epochs), e.g. "
+                   "'agree:distill=1,margin=0.5'; rows end in +qat_NAME; repeatable")
+    p.add_argument("--split", default="test", choices=("test", "val"),
+                   help="split to measure on (val: more near ties to count, the demo reports test)")
     p.add_argument("--out", type=Path, default=Path("reports/fidelity"))
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = [Calibration.parse(m) for m in args.methods.split(",")]
     overrides = {"epochs": args.epochs, "patience": args.epochs} if args.epochs else {}
+    try:
+        variants = [parse_variant(v) for v in args.qat_variant]
+    except CloudcoverError as e:
+        p.error(str(e))
+    if variants and not args.qat_epochs:
+        p.error("--qat-variant needs --qat-epochs")
     results = []
     print(f"{'seed':>4} {'method':<22} {'tflite int8':>12} {'onnx int8':>10}  (top-1 agreement with float; flips)")
     for seed in seeds:
@@ -106,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         runs = [(run, "")]
         if args.qat_epochs:
             runs.append((qat_seed(run, args.data, args.qat_epochs), "+qat"))
+            for name, qat_overrides in variants:
+                runs.append((qat_seed(run, args.data, args.qat_epochs, name, qat_overrides), f"+qat_{name}"))
         for r, suffix in runs:
-            for row in measure(r, args.data, methods, args.calib_samples):
+            for row in measure(r, args.data, methods, args.calib_samples, args.split):
                 row["seed"], row["method"] = seed, row["method"] + suffix
                 results.append(row)
                 print(f"{seed:>4} {row['method']:<22} {row['tflite_agreement'] * 100:>10.2f} % "
@@ -119,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         summary[name] = {"tflite_min": min(r["tflite_agreement"] for r in rs),
                              "onnx_min": min(r["onnx_agreement"] for r in rs), "seeds": len(rs)}
     report = {"model": DEMO | overrides, "data": str(args.data), "calib_samples": args.calib_samples,
+              "split": args.split, "qat_epochs": args.qat_epochs, "qat_variants": dict(variants),
               "oracle": "TFLite: ai_edge_litert BUILTIN_REF kernels; ONNX: onnxruntime CPU", "rows": results,
               "worst_seed": summary}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -49,6 +49,11 @@ class QATConfig:
     batch_size: int = 16
     calib_samples: int = 200
     seed: int = 0
+    # agreement terms (see module doc): the fake-quant logits learn the float model's own class, not only the label
+    distill: bool = False
+    margin: float = 0.0  # hinge: fake-quant logit of the float's top-1 class above every other by this much
+    quantize_output: bool = False  # also round the logits, as the int8 output tensor does
+    track_ranges: bool = False  # re-observe the fake-quant ranges at each epoch (the weights move them)
 
     def check(self) -> None:
         if self.epochs < 1:
@@ -59,6 +64,8 @@ class QATConfig:
             raise CloudcoverError(f"--consistency must be >= 0, got {self.consistency}")
         if self.batch_size < 1:
             raise CloudcoverError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.margin < 0:
+            raise CloudcoverError(f"--margin must be >= 0, got {self.margin}")
 
 
 # Layers whose inputs an int8 kernel reads. BatchNormalization, activations and dropout are absent on purpose:
@@ -97,8 +104,9 @@ def _fake_quant_layer_class():
     return FakeQuant8
 
 
-def fake_quant_twin(model: "keras.Model") -> tuple["keras.Model", list]:
-    """A model that shares `model`'s layers and fake-quantizes the inputs of int8 kernels; its FakeQuant layers."""
+def fake_quant_twin(model: "keras.Model", quantize_output: bool = False) -> tuple["keras.Model", list]:
+    """A model that shares `model`'s layers and fake-quantizes the inputs of int8 kernels (and, if asked, its
+    output, which full-integer export also rounds to int8); its FakeQuant layers."""
     import keras
 
     fq_class = _fake_quant_layer_class()
@@ -121,7 +129,34 @@ def fake_quant_twin(model: "keras.Model") -> tuple["keras.Model", list]:
     if not inserted:
         raise CloudcoverError(f"model {model.name!r} has no layer that int8 quantizes "
                               f"({', '.join(QUANTIZED_INPUT_LAYERS)}): nothing to fine-tune for")
+    if quantize_output:
+        twin = keras.Model(twin.inputs, quantize(twin.outputs[0]), name=f"{model.name}_fq")
     return twin, inserted
+
+
+def observe_ranges(twin: "keras.Model", fqs: list, calib: np.ndarray) -> None:
+    """Reset each FakeQuant's range to the float min/max over `calib` (what the converters will calibrate)."""
+    for fq in fqs:
+        fq.lo.assign(np.inf)
+        fq.hi.assign(-np.inf)
+        fq.observing = True
+    for i in range(0, len(calib), 32):
+        twin(calib[i : i + 32], training=False)
+    for fq in fqs:
+        fq.observing = False
+
+
+def agreement_margin(float_logits, quant_logits, margin: float):
+    """Mean hinge max(0, margin - (q[c] - max_{j != c} q[j])), c = the float model's class (no gradient through c).
+
+    Zero once the fake-quant logits keep the float's class by `margin`: it acts only on the near ties that flip."""
+    import tensorflow as tf
+
+    c = tf.argmax(tf.stop_gradient(float_logits), axis=-1)
+    onehot = tf.one_hot(c, tf.shape(quant_logits)[-1], dtype=quant_logits.dtype)
+    top = tf.reduce_sum(quant_logits * onehot, axis=-1)
+    other = tf.reduce_max(quant_logits - 1e9 * onehot, axis=-1)
+    return tf.reduce_mean(tf.nn.relu(margin - (top - other)))
 
 
 @dataclass
@@ -165,14 +200,11 @@ def finetune(cfg: QATConfig, log=print, progress: bool = True) -> QATResult:
     classes = int(model.output_shape[-1])
     targets = keras.utils.to_categorical(y, classes) * (1.0 - smoothing) + smoothing / classes
 
-    twin, fqs = fake_quant_twin(model)
+    twin, fqs = fake_quant_twin(model, cfg.quantize_output)
     rows = info.split_rows("train")
     pick = np.random.default_rng(cfg.seed).permutation(len(rows))[: cfg.calib_samples]
     calib = load_images([info.root / rows[i]["image"] for i in sorted(pick)], pre)
-    for i in range(0, len(calib), 32):  # observe: the float ranges the converters will calibrate
-        twin(calib[i : i + 32], training=False)
-    for fq in fqs:
-        fq.observing = False
+    observe_ranges(twin, fqs, calib)
     log(f"qat: {len(fqs)} quantization points, ranges from {len(calib)} calibration images")
 
     before_val = model.predict(xv, batch_size=64, verbose=0) if len(xv) else np.zeros((0, classes))
@@ -188,7 +220,10 @@ def finetune(cfg: QATConfig, log=print, progress: bool = True) -> QATResult:
         with tf.GradientTape() as tape:
             a, q = float_fn(xb), quant_fn(xb)
             gap = tf.reduce_mean(tf.square(a - q))
-            loss = ce(yb, a) + ce(yb, q) + cfg.consistency * gap
+            q_target = tf.nn.softmax(tf.stop_gradient(a)) if cfg.distill else yb
+            loss = ce(yb, a) + ce(q_target, q) + cfg.consistency * gap
+            if cfg.margin > 0:
+                loss += agreement_margin(a, q, cfg.margin)
         opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss, gap
 
@@ -196,6 +231,8 @@ def finetune(cfg: QATConfig, log=print, progress: bool = True) -> QATResult:
     history = []
     t0 = time.perf_counter()
     for epoch in range(cfg.epochs):
+        if cfg.track_ranges and epoch:
+            observe_ranges(twin, fqs, calib)
         order = rng.permutation(len(x))
         losses, gaps = [], []
         bar = tqdm(range(0, len(x), cfg.batch_size), desc=f"qat epoch {epoch + 1}/{cfg.epochs}", unit="batch",

@@ -32,6 +32,16 @@ def register(subparsers) -> None:
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (small: the model is trained)")
     p.add_argument("--consistency", type=float, default=d.consistency,
                    help="weight of the mean squared difference between float and fake-quant logits")
+    p.add_argument("--distill", action=argparse.BooleanOptionalAction, default=d.distill,
+                   help="the fake-quant logits learn the float model's own prediction (its softmax) instead of "
+                   "the label: agreement with the float model is what int8 export needs")
+    p.add_argument("--margin", type=float, default=d.margin,
+                   help="hinge margin (logit units) by which the fake-quant logits must keep the float model's "
+                   "class; acts only on near ties (0: off)")
+    p.add_argument("--quantize-output", action=argparse.BooleanOptionalAction, default=d.quantize_output,
+                   help="round the twin's logits to 8 bits too, as the int8 output tensor is")
+    p.add_argument("--track-ranges", action=argparse.BooleanOptionalAction, default=d.track_ranges,
+                   help="re-observe the fake-quant ranges at each epoch, as the weights move them")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per step")
     p.add_argument("--calib-samples", type=int, default=d.calib_samples,
                    help="train images whose float min/max set the fake-quant ranges")
@@ -45,7 +55,8 @@ def run_qat(args: argparse.Namespace) -> int:
 
     cfg = QATConfig(run=args.run, out=args.out, data=args.data, epochs=args.epochs, lr=args.lr,
                     consistency=args.consistency, batch_size=args.batch_size, calib_samples=args.calib_samples,
-                    seed=args.seed)
+                    seed=args.seed, distill=args.distill, margin=args.margin,
+                    quantize_output=args.quantize_output, track_ranges=args.track_ranges)
     r = finetune(cfg, progress=not args.quiet).report
     print(f"qat: val accuracy {r['val_accuracy_before'] * 100:.2f} % -> {r['val_accuracy_after'] * 100:.2f} %, "
           f"float = fake-quant top-1 on {r['val_agreement_float_vs_fake_quant'] * 100:.2f} % of val images "

@@ -77,3 +77,47 @@ def test_qat_writes_a_run_that_loads_and_refuses_bad_input(trained_run, tmp_path
         with pytest.raises(CloudcoverError, match=match):
             finetune(bad, progress=False)
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_agreement_margin_by_hand():
+    from cloudcover.train.qat import agreement_margin
+
+    f = np.array([[1.0, 0.9, 0.0], [0.0, 2.0, 1.0], [0.2, 0.0, 0.3]], np.float32)
+    q = np.array([[0.8, 1.0, 0.0], [0.0, 2.0, 1.0], [0.0, 0.0, 0.6]], np.float32)
+    # float classes 0, 1, 2; fake-quant margins of those classes: 0.8 - 1.0 = -0.2, 2 - 1 = 1, 0.6 - 0 = 0.6
+    # hinge at 0.5: 0.7, 0, 0 -> mean 0.7 / 3; at 1.5: 1.7, 0.5, 0.9 -> mean 3.1 / 3
+    assert float(agreement_margin(f, q, 0.5)) == pytest.approx(0.7 / 3, abs=1e-6)
+    assert float(agreement_margin(f, q, 1.5)) == pytest.approx(3.1 / 3, abs=1e-6)
+    assert float(agreement_margin(f, f, 0.0)) == 0.0  # a twin that keeps every class by any margin >= 0
+
+
+def test_output_rounding_and_ranges_follow_the_weights():
+    import keras
+
+    from cloudcover.train.qat import fake_quant_twin, observe_ranges
+
+    model = _small_model()
+    x = np.random.default_rng(1).normal(size=(32, 8, 8, 3)).astype(np.float32)
+    twin, fqs = fake_quant_twin(model, quantize_output=True)
+    assert len(fqs) == 7  # the six kernel inputs of the test above, and the logits
+    observe_ranges(twin, fqs, x)
+    logits = np.asarray(model(x, training=False))
+    lo, hi = min(logits.min(), 0.0), max(logits.max(), 0.0)
+    assert (float(fqs[-1].lo.numpy()), float(fqs[-1].hi.numpy())) == pytest.approx((lo, hi), abs=1e-5)
+    # the twin's logits lie on the 8-bit grid of that range, within half a step (plus the inner roundings)
+    q = np.asarray(twin(x, training=False))
+    assert len(np.unique(q)) <= 256
+    step = (hi - lo) / 255
+    grid = (q - q.min()) / step  # fake_quant nudges lo to a whole zero point: compare steps between values
+    np.testing.assert_allclose(grid, np.round(grid), atol=0.01)
+    assert np.abs(q - logits).max() > step / 8  # rounded for real, not passed through
+    # shrinking the dense kernel narrows the logits; re-observing follows it (numpy min/max as oracle), which a
+    # running min/max that is never reset would not
+    dense = model.layers[-1]
+    dense.kernel.assign(0.25 * dense.kernel.numpy())
+    observe_ranges(twin, fqs, x)
+    logits = np.asarray(model(x, training=False))
+    assert float(fqs[-1].hi.numpy()) == pytest.approx(max(logits.max(), 0.0), abs=1e-5)
+    assert float(fqs[-1].lo.numpy()) == pytest.approx(min(logits.min(), 0.0), abs=1e-5)
+    assert not any(fq.observing for fq in fqs)
+    assert isinstance(twin, keras.Model)
