@@ -1,9 +1,288 @@
-"""Scalar (rv64gc) schedule family: SIMD within a 64-bit register (two int32 lanes per multiply).
+"""Scalar (rv64gc) schedule family: SIMD within a 64-bit register (SWAR), two int32 lanes per multiply.
 
-Placeholder: declines every kernel, so the generic schedules of schedules.py apply."""
+rv64gc has no multiply-accumulate, so a MAC costs at least a mul and an add. Two int8 operands a0, a1 of two
+neighbouring outputs (two output pixels, variant "swar"; or two output channels' weights, "swarc") packed as
+P = a0 + a1 * 2^32 give, for one shared int8 factor w, P * w = a0*w + (a1*w) * 2^32 exactly in int64: one mul
+and one add do two MACs. The reduction accumulates acc += P * w in int64; while each lane's sum fits in int32
+(|a*w| <= 2^15 for int8 x int8: true for any reduction shorter than 2^16) the lanes decode exactly:
+lo = int32(acc) (truncation), hi = (acc - lo) >> 32. Same integers as the plain int32 reduction: bit-exact.
+
+The pair is packed on the fly inside the register tile (2 loads, a shift, an add per pair and reduction step,
+reused by every channel (pixel) of the tile), so no packed copy of the weights or activations is stored.
+
+How: the kernel's reduction block `C[s] += int32(A[..]) * int32(W[..])` is replaced by a packed reduction
+`acc[s'] += (int64(X[v=2q]) + (int64(X[v=2q+1]) << 32)) * int64(Y[..])` over half the packed axis v, and a
+decode block `C[s] = int32((acc[v//2] - lane * int64(int32(acc[v//2]))) >> (32 * lane))` (lane = v % 2), which
+is inlined into the epilogue; then the tile is blocked as schedules._tiled does (reduction loops outside the
+unrolled register tile, accumulators in a local buffer).
+
+A kernel gets this schedule when its recorded tile (schedules.json, "scalar") has variant "swar" or "swarc":
+`PWxPC[uKU]-swar`, PW even (pixels, packed in pairs), or PC even for "-swarc". Anything that does not match
+the pattern (depthwise: both operands depend on the channel; a non-int8 operand; a too-long reduction) is
+declined and gets the generic tile.
+"""
 
 from __future__ import annotations
 
+PIXELS = "swar"  # pairs of output pixels share one packed activation register
+CHANNELS = "swarc"  # pairs of output channels share one packed weight register
+VARIANTS = (PIXELS, CHANNELS)
+LANE_BITS = 32
+
+
+class Declined(Exception):
+    """The kernel does not have the shape this family handles (the generic schedule applies)."""
+
+
+def candidate_tiles(shape, vector: bool) -> list:
+    """SWAR tiles worth trying for `shape` (riscv/schedule_tune's search may add them to schedules'): 4-8
+    pixels x 4-6 channels, or channel pairs for kernels with few pixels."""
+    from .schedules import Tile
+
+    if vector or shape.depthwise:
+        return []
+    cands = [Tile(4, 4, 1, PIXELS), Tile(4, 6, 1, PIXELS), Tile(4, 4, 2, PIXELS), Tile(2, 6, 1, PIXELS),
+             Tile(6, 4, 1, PIXELS), Tile(8, 2, 1, PIXELS), Tile(2, 8, 1, CHANNELS), Tile(1, 8, 1, CHANNELS),
+             Tile(3, 8, 1, CHANNELS), Tile(4, 8, 1, CHANNELS), Tile(2, 4, 1, CHANNELS)]
+    return [t for t in cands if shape.pixels % t.pw == 0 and shape.channels % t.pc == 0]
+
 
 def schedule(func, found, vector: bool, choose):
-    return None
+    """The SWAR schedule of `func` when its chosen tile is one of ours and the kernel fits, else None."""
+    from tvm import s_tir
+
+    if vector or found is None:
+        return None
+    tile = choose(found[2])
+    if tile.variant not in VARIANTS:
+        return None
+    try:
+        return swar_tiled(func, tile)
+    except (Declined, s_tir.ScheduleError):
+        return None
+
+
+def swar_tiled(func, tile):
+    """`func` with its conv/matmul reduction packed two lanes per int64 and register-blocked by `tile`;
+    raises Declined when the kernel does not fit."""
+    from tvm import s_tir
+
+    from .lowering import inline_elementwise
+    from .schedules import _find
+
+    sch = s_tir.Schedule(func)
+    inline_elementwise(sch)
+    found = _find(sch)
+    if found is None:
+        raise Declined("no multiplying reduction")
+    out, red, shape = found
+    pixels = tile.variant == PIXELS
+    if shape.depthwise or shape.pixels % tile.pw or shape.channels % tile.pc:
+        raise Declined("tile does not divide the kernel")
+    if (tile.pw if pixels else tile.pc) % 2 or (pixels and len(sch.get_loops(out)) < 2):
+        raise Declined("the packed axis of the tile is not a whole number of pairs")
+    packed = pack_reduction(sch.mod["main"], sch.get(red), axis=-2 if pixels else -1)
+    return _block(packed, tile, pixels)
+
+
+def _mac(block):
+    """(C store, X load, Y load) of a block `C[s] = C[s] + int32(X[..]) * int32(Y[..])` over int8/uint8 X, Y."""
+    from tvm import ir, tirx
+
+    st = block.body
+    if not isinstance(st, tirx.BufferStore) or str(st.value.ty) != "int32" or block.init is None:
+        raise Declined("not an int32 store")
+    add = st.value
+    if not isinstance(add, tirx.Add):
+        raise Declined("not an accumulation")
+    acc, prod = add.a, add.b
+    if isinstance(prod, ir.TensorLoad) and isinstance(acc, tirx.Mul):
+        acc, prod = prod, acc
+    if not (isinstance(acc, ir.TensorLoad) and acc.source.same_as(st.buffer) and isinstance(prod, tirx.Mul)):
+        raise Declined("not C + x * y")
+    if len(acc.indices) != len(st.indices) or not all(a.same_as(b) for a, b in zip(acc.indices, st.indices)):
+        raise Declined("reads another element than it writes")
+    loads = []
+    for f in (prod.a, prod.b):
+        if not (isinstance(f, tirx.Cast) and isinstance(f.value, ir.TensorLoad)
+                and str(f.value.ty) in ("int8", "uint8")):
+            raise Declined("a factor is not a widened int8 load")
+        loads.append(f.value)
+    if not (isinstance(block.init, tirx.BufferStore) and isinstance(block.init.value, tirx.IntImm)
+            and int(block.init.value.value) == 0):
+        raise Declined("the accumulator does not start at 0")
+    return st, loads[0], loads[1]
+
+
+def _uses(expr, var) -> bool:
+    from .lowering import _count
+
+    return _count(expr, lambda n: n.same_as(var)) > 0
+
+
+def pack_reduction(func, red, axis: int):
+    """`func` with reduction block `red` (`C[s] += int32(X) * int32(Y)`) replaced by the packed int64
+    reduction over pairs of its spatial axis `axis` (-2: pixels, -1: channels) and the decode block."""
+    import tvm
+    from tvm import s_tir, tirx
+
+    st, xa, xb = _mac(red)
+    sp = [iv for iv in red.iter_vars if int(iv.iter_type) == tirx.IterVar.DataPar]
+    rd = [iv for iv in red.iter_vars if int(iv.iter_type) != tirx.IterVar.DataPar]
+    if len(st.indices) != len(sp) or not all(i.same_as(iv.var) for i, iv in zip(st.indices, sp)):
+        raise Declined("the output is not indexed by the spatial iterators")
+    v = sp[axis].var
+    ext = int(sp[axis].dom.extent)
+    if ext % 2 or int(sp[axis].dom.min) != 0:
+        raise Declined("odd packed axis")
+    if _uses(xa, v) == _uses(xb, v):
+        raise Declined("the packed axis indexes both factors (or neither)")
+    x, y = (xa, xb) if _uses(xa, v) else (xb, xa)
+    k = 1
+    for iv in rd:
+        k *= int(iv.dom.extent)
+    big = 256 if "uint8" in (str(x.ty), str(y.ty)) else 128
+    if k * big * big >= 2 ** (LANE_BITS - 1):  # a lane's sum must fit in int32 whatever the data
+        raise Declined("reduction too long for int32 lanes")
+
+    i64 = "int64"
+    dt = str(v.ty)
+    q = tirx.Var("v_pair", dt)
+    acc_shape = [ext // 2 if j == len(sp) + axis else int(iv.dom.extent) for j, iv in enumerate(sp)]
+    acc = tirx.decl_buffer(acc_shape, i64, name="swar_acc")
+
+    def at(load, value):
+        an = tvm.sym.Analyzer()
+        an.bind(v, value)
+        return tirx.BufferLoad(load.source, [an.simplify(i) for i in load.indices])
+
+    two = tirx.const(2, dt)
+    lo, hi = at(x, q * two), at(x, q * two + tirx.const(1, dt))
+    pair = tirx.Cast(i64, lo) + tirx.shift_left(tirx.Cast(i64, hi), tirx.const(LANE_BITS, i64))
+    aidx = [q if i.same_as(v) else i for i in st.indices]
+    body = tirx.BufferStore(acc, tirx.BufferLoad(acc, aidx) + pair * tirx.Cast(i64, y), aidx)
+    init = tirx.BufferStore(acc, tirx.const(0, i64), aidx)
+    ivs = [tirx.IterVar(tvm.ir.Range(0, tirx.const(ext // 2, dt)), q, tirx.IterVar.DataPar) if iv.var.same_as(v)
+           else iv for iv in red.iter_vars]
+    buffers = _buffers(func) + [acc]
+    bmap = {b: b for b in buffers}
+    tmp = s_tir.SBlock(ivs, [], [], "swar_acc", body, init)
+    reads, writes = s_tir.analysis.get_sblock_read_write_region(tmp, bmap)
+    reads = [r for r in reads if not r.source.same_as(acc)]
+    acc_block = s_tir.SBlock(ivs, reads, writes, "swar_acc", body, init)
+    acc_nest = _nest(acc_block, [int(iv.dom.extent) for iv in ivs], dt)
+
+    # decode: one int32 lane per output element (lane 0: the low word; lane 1: (acc - lo) >> 32)
+    us = [tirx.Var(f"v_d{j}", str(iv.var.ty)) for j, iv in enumerate(sp)]
+    u = us[len(sp) + axis]
+    didx = [tirx.floordiv(w, two) if w.same_as(u) else w for w in us]
+    word = tirx.BufferLoad(acc, didx)
+    lane = tirx.Cast(i64, tirx.floormod(u, two))
+    low = tirx.Cast(i64, tirx.Cast("int32", word))
+    val = tirx.Cast("int32", tirx.shift_right(word - lane * low, lane * tirx.const(LANE_BITS, i64)))
+    dst = tirx.BufferStore(st.buffer, val, us)
+    divs = [tirx.IterVar(tvm.ir.Range(0, iv.dom.extent), w, tirx.IterVar.DataPar) for iv, w in zip(sp, us)]
+    tmp = s_tir.SBlock(divs, [], [], "swar_decode", dst)
+    reads, writes = s_tir.analysis.get_sblock_read_write_region(tmp, bmap)
+    dec_nest = _nest(s_tir.SBlock(divs, reads, writes, "swar_decode", dst), [int(iv.dom.extent) for iv in sp], dt)
+    return _replace(func, red, [acc_nest, dec_nest], acc)
+
+
+def _buffers(func) -> list:
+    """Every buffer var a block of `func` may access: the parameters' and the root block's."""
+    from tvm import tirx
+
+    root = func.body.block
+    return [p for p in func.params if isinstance(p.ty, tirx.BufferType)] + list(root.alloc_buffers)
+
+
+def _nest(block, extents, dtype):
+    """A serial loop nest binding `block`'s iterators one-to-one."""
+    from tvm import s_tir, tirx
+
+    lvs = [tirx.Var(f"l{j}", dtype) for j in range(len(extents))]
+    stmt = s_tir.SBlockRealize(lvs, True, block)
+    for lv, e in reversed(list(zip(lvs, extents))):
+        stmt = tirx.For(lv, tirx.const(0, dtype), tirx.const(e, dtype), tirx.ForKind.SERIAL, stmt)
+    return stmt
+
+
+def _contains(stmt, block) -> bool:
+    from .lowering import _count
+
+    return _count(stmt, lambda n: n.same_as(block)) > 0
+
+
+def _replace(func, red, nests, acc):
+    """`func` with the top-level loop nest holding `red` replaced by `nests`; `acc` allocated at the root."""
+    from tvm import s_tir, tirx
+
+    realize = func.body
+    root = realize.block
+    if not isinstance(root.body, tirx.SeqStmt):
+        raise Declined("unexpected root body")
+    items = list(root.body.seq)
+    hit = [j for j, s in enumerate(items) if _contains(s, red)]
+    if len(hit) != 1:
+        raise Declined("reduction nest not found")
+    items[hit[0]:hit[0] + 1] = nests
+    block = s_tir.SBlock(root.iter_vars, root.reads, root.writes, root.name_hint, tirx.SeqStmt(items), root.init,
+                         list(root.alloc_buffers) + [acc], root.match_buffers, root.annotations)
+    return func.with_body(s_tir.SBlockRealize(realize.iter_values, realize.predicate, block))
+
+
+def _block(func, tile, pixels: bool):
+    """Register-block the packed kernel: schedules._tiled's steps, with the packed axis of the tile halved in
+    the accumulator and the decode's lane loop unrolled (its lane becomes a constant)."""
+    from tvm import s_tir, tirx
+
+    sch = s_tir.Schedule(func)
+    root = sch.get_sblock("root")
+    sch.compute_inline(sch.get_sblock("swar_decode"))
+    red = sch.get_sblock("swar_acc")
+    outs = sch.get_output_blocks(root)
+    if len(outs) != 1:
+        raise Declined("several outputs")
+    out = outs[0]
+    loops = sch.get_loops(out)
+    co, ci = sch.split(loops[-1], [None, tile.pc])
+    if len(loops) >= 2:
+        wo, wi = sch.split(loops[-2], [None, tile.pw])
+        sch.reorder(wo, co, wi, ci)
+    else:
+        wi = None
+    if pixels:
+        wq, wl = sch.split(wi, [None, 2])
+        sch.reorder(wq, ci, wl)
+        sch.unroll(wl)
+        inner = wl
+    else:
+        cq, cl = sch.split(ci, [None, 2])
+        sch.unroll(cl)
+        inner = cl
+    for b in reversed(sch.get_child_blocks(root)):
+        if sch.get(b).same_as(sch.get(out)) or sch.get(b).same_as(sch.get(red)):
+            continue
+        if any(sch.get(x).same_as(sch.get(red)) for x in sch.get_consumers(b)):
+            continue
+        sch.compute_at(b, inner, True)
+    sch.compute_at(red, co, True)
+    rloops = sch.get_loops(red)
+    ivs = sch.get(red).iter_vars
+    n_sp = sum(int(iv.iter_type) == tirx.IterVar.DataPar for iv in ivs)
+    n_rd = len(ivs) - n_sp
+    own = rloops[-(n_sp + n_rd):]
+    sp_loops, rd_loops = own[:n_sp], own[n_sp:]
+    sch.reorder(*rd_loops, *sp_loops)
+    first_rd = rd_loops[0]
+    if tile.ku > 1 and int(sch.get(rd_loops[-1]).extent) % tile.ku == 0:
+        k_out, k_in = sch.split(rd_loops[-1], [None, tile.ku])
+        if len(rd_loops) == 1:
+            first_rd = k_out
+        sch.unroll(k_in)
+    for lp in sch.get_loops(red)[-n_sp:]:
+        if int(sch.get(lp).extent) > 1:
+            sch.unroll(lp)
+    sch.decompose_reduction(red, first_rd)
+    sch.set_scope(red, 0, "local")
+    return sch.mod["main"].with_attr("cloudcover_tile", tile.key())

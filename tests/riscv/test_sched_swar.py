@@ -1,0 +1,252 @@
+"""The SWAR schedule family (export/sched_swar.py: two int32 lanes per int64 multiply) never changes a result.
+
+Three oracles: a hand-computed case whose packed accumulator has a negative low lane (the decode's borrow);
+numpy's int64 convolution on conv kernels of the benchmark models' shapes (kernel size, stride, channels, small
+spatial extents) built with TE, over seeded random int8 data plus the extreme patterns (-128 / 127 everywhere,
+alternating signs between the two packed lanes), for every SWAR tile that fits; and TFLite's reference kernels
+(BUILTIN_REF) on whole converted models compiled for rv64gc and run under QEMU, with input zero points at both
+ends of the int8 range. The family's refusals (depthwise, RVV, other tiles) are checked without a build.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .test_int8_ops import Case, _convert, _inputs, _layers, _reference
+
+
+def _host(func):
+    """`func` built for the host with LLVM, as a callable on numpy arrays (the last one is written)."""
+    import tvm
+
+    lib = tvm.tirx.build(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target="llvm")
+
+    def call(*arrays):
+        dev = tvm.cpu()
+        args = [tvm.runtime.tensor(np.ascontiguousarray(a), dev) for a in arrays]
+        lib["main"](*args)
+        return args[-1].numpy()
+
+    return call
+
+
+def _te_conv(h, w, cin, cout, k, stride, depthwise=False):
+    """A conv kernel as the lowering produces it: int32 reduction of int8 x int8, then an epilogue (+ bias)."""
+    from tvm import te
+
+    oh, ow = (h - k) // stride + 1, (w - k) // stride + 1
+    a = te.placeholder((1, h, w, cin), "int8", name="a")
+    wt = te.placeholder((k, k, 1 if depthwise else cin, cout), "int8", name="w")
+    b = te.placeholder((cout,), "int32", name="b")
+    ry, rx = te.reduce_axis((0, k), "ry"), te.reduce_axis((0, k), "rx")
+    if depthwise:
+        acc = te.compute((1, oh, ow, cout), lambda n, y, x, f: te.sum(
+            a[n, y * stride + ry, x * stride + rx, f].astype("int32") * wt[ry, rx, 0, f].astype("int32"),
+            axis=[ry, rx]), name="acc")
+    else:
+        rc = te.reduce_axis((0, cin), "rc")
+        acc = te.compute((1, oh, ow, cout), lambda n, y, x, f: te.sum(
+            a[n, y * stride + ry, x * stride + rx, rc].astype("int32") * wt[ry, rx, rc, f].astype("int32"),
+            axis=[ry, rx, rc]), name="acc")
+    out = te.compute((1, oh, ow, cout), lambda n, y, x, f: acc[n, y, x, f] + b[f], name="out")
+    return te.create_prim_func([a, wt, b, out])
+
+
+def _np_conv(x, w, b, stride):
+    """int64 NHWC convolution (HWIO weights), the independent oracle."""
+    k = w.shape[0]
+    n, h, wd, _ = x.shape
+    oh, ow = (h - k) // stride + 1, (wd - k) // stride + 1
+    out = np.zeros((n, oh, ow, w.shape[3]), np.int64)
+    for i in range(k):
+        for j in range(k):
+            patch = x[:, i:i + stride * oh:stride, j:j + stride * ow:stride, :].astype(np.int64)
+            out += patch @ w[i, j].astype(np.int64)
+    return out + b.astype(np.int64)
+
+
+def _swar(func, key):
+    from cloudcover.export import sched_swar, schedules
+
+    return sched_swar.swar_tiled(func, schedules.Tile.parse(key))
+
+
+def _swar_blocks(func) -> int:
+    """Blocks of the packed reduction in a scheduled kernel (found with TVM's structural visitor)."""
+    from tvm import s_tir
+
+    from cloudcover.export.lowering import _count
+
+    return _count(func, lambda n: isinstance(n, s_tir.SBlock) and str(n.name_hint).startswith("swar_acc"))
+
+
+def test_decode_hand_case():
+    """2 pixels x 2 channels, K = 3: the low lane (pixel 0) sums to -48768 and 16000, the high lane to 48387 and
+    -15875: both signs in both lanes, so lo's truncation and hi's borrow are both exercised."""
+    x = np.array([-128, -128, -128, 127, 127, 127], np.int8).reshape(1, 1, 2, 3)
+    w = np.array([[127, -128], [127, 1], [127, 2]], np.int8).reshape(1, 1, 3, 2)
+    b = np.array([5, -7], np.int32)
+    want = np.array([[-128 * 127 * 3 + 5, -128 * (-128 + 1 + 2) - 7],
+                     [127 * 127 * 3 + 5, 127 * (-128 + 1 + 2) - 7]], np.int32).reshape(1, 1, 2, 2)
+    assert want.ravel().tolist() == [-48763, 15993, 48392, -15882]
+    for key in ("2x2-swar", "2x2-swarc", "1x2-swarc"):
+        func = _swar(_te_conv(1, 2, 3, 2, 1, 1), key)
+        assert _swar_blocks(func) > 0 and func.attrs["cloudcover_tile"] == key
+        got = _host(func)(x, w, b, np.zeros((1, 1, 2, 2), np.int32))
+        assert np.array_equal(got, want), (key, got.ravel().tolist())
+
+
+# benchmark conv shapes (riscv/bench_models.py) on small spatial extents: (h, w, cin, cout, k, stride)
+SHAPES = {
+    "resnet8-conv3x3-16": (6, 10, 16, 16, 3, 1),
+    "resnet8-conv3x3-s2-32": (9, 17, 16, 32, 3, 2),
+    "resnet8-proj1x1-s2-64": (4, 8, 32, 64, 1, 2),
+    "resnet8-conv3x3-64-k576": (4, 6, 64, 64, 3, 1),
+    "edge-stem3x3-s2-24": (5, 17, 3, 24, 3, 2),
+    "edge-pw1x1-48-384": (2, 4, 48, 384, 1, 1),
+    "mnv2-pw1x1-96": (3, 12, 16, 96, 1, 1),
+    "mnv2-p3-pw1x1-56": (3, 3, 192, 56, 1, 1),
+}
+
+
+def _data(rng, shape, kind):
+    if kind == "random":
+        return rng.integers(-128, 128, shape).astype(np.int8)
+    if kind == "min":
+        return np.full(shape, -128, np.int8)
+    if kind == "max":
+        return np.full(shape, 127, np.int8)
+    # alternating -128 / 127 along the last two axes: neighbouring pixels (channels) get opposite signs
+    grid = np.indices(shape)
+    return np.where((grid[-1] + grid[-2]) % 2 == 0, -128, 127).astype(np.int8)
+
+
+def _tiles(h, w, cin, cout, k, stride):
+    from cloudcover.export import sched_swar, schedules
+
+    ow = (w - k) // stride + 1
+    shape = schedules.Shape(ow, cout, k * k * cin, False)
+    tiles = [t.key() for t in sched_swar.candidate_tiles(shape, False)]
+    assert tiles, "some SWAR tile fits every benchmark shape"
+    return tiles
+
+
+@pytest.mark.parametrize("name", ["resnet8-conv3x3-16", "mnv2-p3-pw1x1-56"])
+def test_swar_kernels_match_numpy(name):
+    _check_numpy(name, every=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_swar_kernels_match_numpy_every_tile(name):
+    _check_numpy(name, every=True)
+
+
+def _check_numpy(name, every):
+    h, w, cin, cout, k, stride = SHAPES[name]
+    func = _te_conv(h, w, cin, cout, k, stride)
+    rng = np.random.default_rng(sum(map(ord, name)))
+    cases = [(xk, wk) for xk in ("random", "min", "max", "alternate") for wk in ("random", "min", "max", "alternate")]
+    if not every:
+        cases = [("random", "random"), ("min", "min"), ("min", "max"), ("alternate", "alternate")]
+    tiles = _tiles(h, w, cin, cout, k, stride)
+    for key in tiles if every else tiles[:2]:
+        kernel = _swar(func, key)
+        assert _swar_blocks(kernel) > 0
+        run = _host(kernel)
+        for xk, wk in cases:
+            x = _data(rng, (1, h, w, cin), xk)
+            wt = _data(rng, (k, k, cin, cout), wk)
+            b = rng.integers(-2 ** 20, 2 ** 20, cout).astype(np.int32)
+            oh, ow = (h - k) // stride + 1, (w - k) // stride + 1
+            got = run(x, wt, b, np.zeros((1, oh, ow, cout), np.int32))
+            want = _np_conv(x, wt, b, stride)
+            assert np.array_equal(got.astype(np.int64), want), f"{name} {key} x={xk} w={wk}"
+
+
+def test_family_declines_what_it_does_not_handle():
+    from tvm import s_tir
+
+    from cloudcover.export import sched_swar, schedules
+    from cloudcover.export.lowering import inline_elementwise
+
+    conv = _te_conv(4, 6, 8, 8, 3, 1)
+    sch = s_tir.Schedule(conv)
+    inline_elementwise(sch)
+    found = schedules._find(sch)
+    tile = schedules.Tile(2, 4, 1, sched_swar.PIXELS)
+    assert sched_swar.schedule(conv, found, False, lambda s: tile) is not None
+    assert sched_swar.schedule(conv, found, True, lambda s: tile) is None  # RVV: not this family's
+    assert sched_swar.schedule(conv, found, False, lambda s: schedules.Tile(2, 4)) is None  # the generic tile
+    assert sched_swar.schedule(conv, None, False, lambda s: tile) is None
+    # an odd number of pixels per tile cannot be packed in pairs: declined (the generic default applies)
+    assert sched_swar.schedule(conv, found, False, lambda s: schedules.Tile(1, 4, 1, sched_swar.PIXELS)) is None
+    dw = _te_conv(4, 6, 8, 8, 3, 1, depthwise=True)
+    sch = s_tir.Schedule(dw)
+    inline_elementwise(sch)
+    with pytest.raises(sched_swar.Declined):
+        sched_swar.swar_tiled(dw, schedules.Tile(2, 4, 1, sched_swar.CHANNELS))
+    assert sched_swar.candidate_tiles(schedules.Shape(4, 8, 9, True), False) == []
+
+
+def _conv(c, k, s):
+    return lambda x: _layers().Conv2D(c, k, strides=s, padding="same")(x)
+
+
+# whole converted models (the pad kernel, the zero point folded into the bias, the requantization epilogue)
+MODELS = {
+    "resnet8-conv3x3-32-zp-128": Case("conv2d", _conv(32, 3, 1), (6, 8, 16), "zp-128"),
+    "unet-conv3x3-s2-64-zp127": Case("conv2d", _conv(64, 3, 2), (8, 12, 16), "zp127"),
+    "edge-pw1x1-48": Case("conv2d", _conv(48, 1, 1), (6, 6, 24)),
+    "mnv2-stem3x3-s2-16": Case("conv2d", _conv(16, 3, 2), (12, 12, 3), "zp-128"),
+}
+
+
+def _build(model: Path, schedules: str, work: Path, x: np.ndarray) -> tuple[dict, np.ndarray]:
+    from cloudcover.export.compile import compile_model
+    from cloudcover.riscv import qemu, toolchain
+
+    info = compile_model(model, "rv64gc", work / "model", log=lambda m: None, compute="int8", schedules=schedules)
+    exe = toolchain.build_infer(work / "model", work / "cmake", "rv64gc")
+    raw = qemu.run_infer(qemu.find_emulator(), exe, "rv64gc", x.tobytes(), work / "qemu", count=False).output
+    return info, np.frombuffer(raw, np.int8).reshape(len(x), -1)
+
+
+def _tiles_used(model: Path, db: Path) -> set[str]:
+    from cloudcover.export import int8_lowering, lowering, relax_import
+
+    mod, _ = int8_lowering.lower_int8(relax_import.import_model(model))
+    low = lowering.lower(mod, schedule=str(db))
+    return {str(f.attrs["cloudcover_tile"]) for f in low.functions.values()
+            if getattr(f, "attrs", None) is not None and "cloudcover_tile" in f.attrs}
+
+
+def _check_tflite(name: str, tmp: Path, keys: list[str]) -> None:
+    from cloudcover.export import schedule_db
+
+    case = MODELS[name]
+    model = tmp / "model_int8.tflite"
+    _convert(case, model)
+    x = _inputs(case.shape)
+    ref = _reference(model, x)
+    assert len({r.tobytes() for r in ref}) > 1
+    for key in keys:
+        db = tmp / f"{key}.json"
+        schedule_db.save({"scalar": {"*": key}}, db)
+        assert key in _tiles_used(model, db), f"{name}: no kernel got the SWAR tile {key}"
+        _, dev = _build(model, str(db), tmp / key, x)
+        diff = np.abs(dev.astype(np.int32) - ref.astype(np.int32))
+        assert diff.max() == 0, f"{name} tile {key}: {int((diff > 0).sum())} values differ from TFLite"
+
+
+def test_swar_model_matches_tflite_on_rv64gc(tmp_path):
+    _check_tflite("resnet8-conv3x3-32-zp-128", tmp_path, ["2x8-swar", "2x8-swarc"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in MODELS if n != "resnet8-conv3x3-32-zp-128"])
+def test_swar_models_match_tflite_on_rv64gc(name, tmp_path):
+    _check_tflite(name, tmp_path, ["4x4-swar", "2x8-swar", "2x4-swarc"])
