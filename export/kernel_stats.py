@@ -36,7 +36,7 @@ def func_macs(func) -> int:
         nonlocal total
         if isinstance(x, s_tir.SBlock) and any(int(iv.iter_type) == tirx.IterVar.CommReduce for iv in x.iter_vars):
             if _has_mul(x.body):
-                n = 1
+                n = int(x.annotations.get("cloudcover_lanes", 1))  # a SWAR block does 2 MACs per iteration
                 for iv in x.iter_vars:
                     n *= int(iv.dom.extent)
                 total += n

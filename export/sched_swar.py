@@ -28,6 +28,7 @@ PIXELS = "swar"  # pairs of output pixels share one packed activation register
 CHANNELS = "swarc"  # pairs of output channels share one packed weight register
 VARIANTS = (PIXELS, CHANNELS)
 LANE_BITS = 32
+LANES_ATTR = "cloudcover_lanes"  # block annotation: MACs per iteration of the packed reduction (kernel_stats)
 
 
 class Declined(Exception):
@@ -169,7 +170,7 @@ def pack_reduction(func, red, axis: int):
     tmp = s_tir.SBlock(ivs, [], [], "swar_acc", body, init)
     reads, writes = s_tir.analysis.get_sblock_read_write_region(tmp, bmap)
     reads = [r for r in reads if not r.source.same_as(acc)]
-    acc_block = s_tir.SBlock(ivs, reads, writes, "swar_acc", body, init)
+    acc_block = s_tir.SBlock(ivs, reads, writes, "swar_acc", body, init, annotations={LANES_ATTR: 2})
     acc_nest = _nest(acc_block, [int(iv.dom.extent) for iv in ivs], dt)
 
     # decode: one int32 lane per output element (lane 0: the low word; lane 1: (acc - lo) >> 32)

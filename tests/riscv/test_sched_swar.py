@@ -250,3 +250,13 @@ def test_swar_model_matches_tflite_on_rv64gc(tmp_path):
 @pytest.mark.parametrize("name", [n for n in MODELS if n != "resnet8-conv3x3-32-zp-128"])
 def test_swar_models_match_tflite_on_rv64gc(name, tmp_path):
     _check_tflite(name, tmp_path, ["4x4-swar", "2x8-swar", "2x4-swarc"])
+
+
+def test_profile_counts_both_lanes():
+    """kernel_stats counts the MACs of a SWAR kernel as those of the plain one (two per packed iteration)."""
+    from cloudcover.export import kernel_stats
+
+    conv = _te_conv(4, 6, 8, 8, 3, 1)
+    assert kernel_stats.func_macs(conv) == 1 * 2 * 4 * 8 * 3 * 3 * 8
+    for key in ("2x4-swar", "2x4-swarc"):
+        assert kernel_stats.func_macs(_swar(conv, key)) == kernel_stats.func_macs(conv)
