@@ -140,11 +140,36 @@ def _train(data: Path, run: Path, seed: int, epochs: int, input_size: int = 96, 
     return time.perf_counter() - t0
 
 
-def _test_accuracy(run: Path, work: Path) -> float:
+def _test_metrics(run: Path, work: Path) -> dict:
     from cloudcover.train.evaluate import evaluate
 
-    m = evaluate(run, None, work / f"eval_{run.name}", split="test", progress=False)
-    return float(m["accuracy"])
+    return evaluate(run, None, work / f"eval_{run.name}", split="test", progress=False)
+
+
+def _test_accuracy(run: Path, work: Path) -> float:
+    return float(_test_metrics(run, work)["accuracy"])
+
+
+def error_breakdown(raw: Path, predictions: Path, bins: list[float]) -> dict:
+    """Where the synthetic test errors are: per cloud morphology, and how far each wrong patch's true coverage
+    lies from the nearest inner class edge (errors piled up at the edges would mean undecidable labels)."""
+    rows = json.loads((raw / "synth.json").read_text())["patches"]
+    by_id = {r["image"].rsplit("/", 1)[0].replace("/", "__"): r for r in rows}
+    with open(predictions, newline="") as f:
+        preds = list(csv.DictReader(f))
+    inner = bins[1:-1]
+    morph: dict[str, list[int]] = {}
+    dist = []
+    for p in preds:
+        r = by_id[p["patch_id"]]
+        wrong = p["true"] != p["predicted"]
+        m = morph.setdefault(r.get("morphology", "?"), [0, 0])
+        m[0] += wrong
+        m[1] += 1
+        if wrong:
+            dist.append(round(min(abs(r["coverage_pct"] - b) for b in inner), 2))
+    return {"errors_by_morphology": {k: {"wrong": a, "of": n} for k, (a, n) in sorted(morph.items())},
+            "wrong_distance_to_class_edge_pts": sorted(dist)}
 
 
 def classify_real(run: Path, patches: list[RealPatch]) -> list[dict]:
@@ -168,6 +193,15 @@ def classify_real(run: Path, patches: list[RealPatch]) -> list[dict]:
     return rows
 
 
+def score_mask(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> tuple[float | None, float]:
+    """IoU of predicted and true cloud over valid pixels (None when both are empty) and predicted coverage %."""
+    pred = pred & valid
+    truth = truth & valid
+    union = int((pred | truth).sum())
+    iou = float((pred & truth).sum()) / union if union else None
+    return iou, 100.0 * float(pred.sum()) / float(valid.sum())
+
+
 def segment_real(run: Path, patches: list[RealPatch], work: Path) -> list[dict]:
     from cloudcover.train.data import coverage
     from cloudcover.train.data.raster import open_raster, read_raster
@@ -183,10 +217,7 @@ def segment_real(run: Path, patches: list[RealPatch], work: Path) -> list[dict]:
             raise RuntimeError(f"predict failed on {res.failures}")
         with open_raster(Path(res.rows[0]["mask"])) as src:
             pred = read_raster(src, Path(res.rows[0]["mask"]), 1) == 1
-        pred &= p.valid
-        union = int((pred | p.truth).sum())
-        iou = float((pred & p.truth).sum()) / union if union else None
-        cov = 100.0 * pred.sum() / p.valid.sum()
+        iou, cov = score_mask(pred, p.truth, p.valid)
         rows.append({"patch": p.name, "true_coverage_pct": round(p.coverage_pct, 2),
                      "predicted_coverage_pct": round(float(cov), 2), "coverage_error_pts": round(float(cov - p.coverage_pct), 2),
                      "iou": None if iou is None else round(iou, 4),
@@ -196,37 +227,74 @@ def segment_real(run: Path, patches: list[RealPatch], work: Path) -> list[dict]:
     return rows
 
 
+LABELS = {"clear": (0,), "cloud": (1, 2), "thick": (1,), "thin": (2,), "shadow": (3,)}  # manual_hq codes
+
+
+def _box96(refl: np.ndarray, codes: np.ndarray, valid: np.ndarray, size: int = 96):
+    """Reflectance box-averaged to the model's input size and labels taken at the same grid (majority-free
+    nearest pick): the scale at which a classifier sees brightness and texture."""
+    from PIL import Image
+
+    small = np.stack([np.asarray(Image.fromarray(b.astype(np.float32), mode="F").resize((size, size), Image.BOX))
+                      for b in refl])
+    pick = np.linspace(0, codes.shape[0] - 1, size).round().astype(int)
+    return small, codes[np.ix_(pick, pick)], valid[np.ix_(pick, pick)]
+
+
+def label_stats(refl: np.ndarray, codes: np.ndarray, valid: np.ndarray) -> dict[str, list[float] | None]:
+    """Per label: [mean red, green, blue, std red, p5 red, p50 red, p95 red, texture, share %] at 96 px.
+
+    texture is the mean absolute difference of red between 4-neighbours inside the label (reflectance per
+    96-px pixel): how busy the label's surface looks to the model."""
+    small, c, v = _box96(refl, codes, valid)
+    red = small[0]
+    dx = np.abs(np.diff(red, axis=1))
+    dy = np.abs(np.diff(red, axis=0))
+    out: dict[str, list[float] | None] = {}
+    for name, vals in LABELS.items():
+        sel = np.isin(c, vals) & v
+        if sel.sum() < 20:
+            out[name] = None
+            continue
+        tx = np.concatenate([dx[sel[:, 1:] & sel[:, :-1]], dy[sel[1:] & sel[:-1]]])
+        r = red[sel]
+        out[name] = [float(small[i][sel].mean()) for i in range(3)] + [
+            float(r.std()), *(float(x) for x in np.percentile(r, (5, 50, 95))),
+            float(tx.mean()) if tx.size else float("nan"), 100.0 * float(sel.mean())]
+    return out
+
+
+STAT_FIELDS = ("red", "green", "blue", "red_std", "red_p5", "red_p50", "red_p95", "texture", "share_pct")
+
+
 def scene_stats(patches: list[RealPatch], raw: Path, limit: int = 96) -> dict:
-    """Mean red reflectance of cloud and of clear pixels and the cloud share: real samples vs synthetic ones."""
+    """Brightness and texture per label (clear, cloud, thick, thin, shadow): real samples vs synthetic ones.
+
+    Each figure is the mean over the patches that hold at least 20 model-scale pixels of that label; the
+    synthetic set is the first `limit` patches of the classifier's raw data (all coverage classes)."""
     from cloudcover.train.data.sources import CloudSEN12
 
-    def stats(rgb_refl: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> tuple[float, float]:
-        red = rgb_refl[0]
-        cloud = red[truth & valid]
-        clear = red[~truth & valid]
-        return (float(cloud.mean()) if cloud.size else float("nan"), float(clear.mean()) if clear.size else float("nan"))
+    src = CloudSEN12()
 
-    from cloudcover.train.data import coverage
-
-    def summary(pairs):
-        cl = [c for c, _ in pairs if np.isfinite(c)]
-        gr = [g for _, g in pairs if np.isfinite(g)]
-        return {"cloud_red_reflectance_mean": round(statistics.mean(cl), 4) if cl else None,
-                "clear_red_reflectance_mean": round(statistics.mean(gr), 4) if gr else None, "patches": len(pairs)}
+    def summary(rows: list[dict]) -> dict:
+        res = {}
+        for name in LABELS:
+            vals = [r[name] for r in rows if r[name] is not None]
+            res[name] = ({f: round(float(np.mean([x[i] for x in vals])), 4) for i, f in enumerate(STAT_FIELDS)}
+                         | {"patches": len(vals)}) if vals else None
+        return res
 
     real = []
     for p in patches:
-        if p.source != "cloudsen12":
-            continue
-        s = CloudSEN12().read(CloudSEN12().find(p.image.parent)[0])
-        real.append(stats(s.rgb.astype(np.float64) * 1e-4, p.truth, p.valid))
+        if p.source == "cloudsen12":
+            s = src.read(src.find(p.image.parent)[0])
+            real.append(label_stats(s.rgb.astype(np.float64) * 1e-4, s.mask, s.valid))
     synth = []
-    src = CloudSEN12()
     for ref in src.find(raw)[:limit]:
         s = src.read(ref)
-        truth = np.isin(s.mask, (coverage.THICK, coverage.THIN))
-        synth.append(stats(s.rgb.astype(np.float64) * 1e-4, truth, s.valid))
-    return {"real_cloudsen12": summary(real), "synthetic_cloudsen12": summary(synth)}
+        synth.append(label_stats(s.rgb.astype(np.float64) * 1e-4, s.mask, s.valid))
+    return {"real_cloudsen12": summary(real), "synthetic_cloudsen12": summary(synth), "fields": list(STAT_FIELDS),
+            "scale": "reflectance, box-averaged to 96 x 96 px"}
 
 
 def side_by_side(patches: list[RealPatch], cls_data: Path, seg38_raw: Path, out: Path, tile: int = 128) -> None:
@@ -272,11 +340,18 @@ def side_by_side(patches: list[RealPatch], cls_data: Path, seg38_raw: Path, out:
     os.replace(tmp, out)
 
 
+def _per_morph(run: dict) -> str:
+    return ", ".join(f"{k} {v['wrong']}/{v['of']}" for k, v in run.get("errors_by_morphology", {}).items())
+
+
 def _markdown(report: dict) -> str:
     lines = ["# Realism: demo models trained on synthetic scenes only, read on real patches", ""]
     for c in report["classifier"]["runs"]:
         lines += [f"## classifier seed {c['seed']}: synthetic test accuracy {100 * c['test_accuracy']:.1f} %, "
                   f"{c['real_correct']}/{len(c['real'])} real patches in their true class", "",
+                  f"synthetic test confusion (rows true, columns predicted): {c.get('test_confusion')}; wrong patches "
+                  f"by morphology: {_per_morph(c)}; "
+                  f"their distance to the nearest class edge (points): {c.get('wrong_distance_to_class_edge_pts')}", "",
                   "| patch | true coverage % | true class | predicted | expected coverage % | confidence |",
                   "|---|---|---|---|---|---|"]
         lines += [f"| {r['patch']} | {r['true_coverage_pct']:.2f} | {r['true_class']} | {r['predicted_class']} | "
@@ -288,6 +363,19 @@ def _markdown(report: dict) -> str:
         lines += [f"| {r['patch']} | {r['true_coverage_pct']:.2f} | {r['predicted_coverage_pct']:.2f} | "
                   f"{'-' if r['iou'] is None else format(r['iou'], '.3f')} | {'met' if r['goal_met'] else 'NOT met'} |"
                   for r in s["real"]]
+        lines.append("")
+    st = report.get("scene_stats")
+    if st:
+        lines += ["## brightness and texture per label (reflectance at 96 px; mean over patches)", "",
+                  "| label | set | red | green | blue | red std | red p5 / p50 / p95 | texture | share % | patches |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for lab in LABELS:
+            for key, name in (("real_cloudsen12", "real"), ("synthetic_cloudsen12", "synthetic")):
+                v = st[key].get(lab)
+                if v:
+                    lines.append(f"| {lab} | {name} | {v['red']:.3f} | {v['green']:.3f} | {v['blue']:.3f} | "
+                                 f"{v['red_std']:.3f} | {v['red_p5']:.3f} / {v['red_p50']:.3f} / {v['red_p95']:.3f} | "
+                                 f"{v['texture']:.4f} | {v['share_pct']:.1f} | {v['patches']} |")
         lines.append("")
     if report.get("classifier_13band"):
         c = report["classifier_13band"]
@@ -325,7 +413,11 @@ def main(argv: list[str] | None = None) -> int:
         run = work / f"run_cls_n{args.n}_s{seed}_e{args.epochs}"
         wall = _train(d["cls"], run, seed, args.epochs, **CLASSIFIER)
         real = classify_real(run, patches)
-        runs.append({"seed": seed, "test_accuracy": _test_accuracy(run, work), "train_seconds": wall,
+        m = _test_metrics(run, work)
+        runs.append({"seed": seed, "test_accuracy": float(m["accuracy"]), "train_seconds": wall,
+                     "test_confusion": m["confusion_matrix"],
+                     **error_breakdown(d["raw"], work / f"eval_{run.name}" / "predictions.csv",
+                                       list(m["preprocess"]["bins"])),
                      "real": real, "real_correct": sum(r["correct"] for r in real)})
         print(f"classifier seed {seed}: synthetic test accuracy {100 * runs[-1]['test_accuracy']:.1f} %, real "
               f"{runs[-1]['real_correct']}/{len(real)}: " + ", ".join(

@@ -1,0 +1,84 @@
+"""The realism benchmark's own parts: real truth read right, masks scored right, statistics and error breakdown
+computed right, bad input refused. Oracles: the shared data's README table, hand-made arrays, hand-counted
+cases. (Training the demo models is the benchmark itself, `python -m cloudcover.train.data.realism`.)"""
+
+import json
+
+import numpy as np
+import pytest
+
+from cloudcover.train.data import realism
+from cloudcover.train.errors import CloudcoverError
+
+# Pixel shares of thick + thin cloud in manual_hq / gt, from shared/data/README.md (measured there independently).
+README_COVERAGE = {"clear": 0.00, "almost-clear": 14.51, "low-cloudy": 14.71, "mid-cloudy": 21.66,
+                   "cloudy": 56.81, "38cloud_patch_192_10_by_12": 30.74}
+
+
+def test_real_patches_carry_the_coverage_of_the_data_readme(shared_data):
+    patches = {p.name: p for p in realism.real_patches(shared_data)}
+    assert set(patches) == set(README_COVERAGE)
+    for name, pct in README_COVERAGE.items():
+        p = patches[name]
+        assert p.coverage_pct == pytest.approx(pct, abs=0.01)
+        assert p.truth.shape == p.valid.shape and p.image.is_file()
+        assert 100.0 * p.truth.sum() / p.valid.sum() == pytest.approx(pct, abs=0.01)
+    assert patches["cloudy"].source == "cloudsen12" and patches["38cloud_patch_192_10_by_12"].source == "38cloud"
+
+
+def test_score_mask_hand_counted():
+    truth = np.zeros((4, 4), bool)
+    truth[:2, :2] = True  # 4 cloud pixels
+    pred = np.zeros((4, 4), bool)
+    pred[:2, 1:3] = True  # 4 predicted, 2 of them right: IoU 2 / 6
+    valid = np.ones((4, 4), bool)
+    iou, cov = realism.score_mask(pred, truth, valid)
+    assert iou == pytest.approx(2 / 6) and cov == pytest.approx(25.0)
+    valid[:, 2:] = False  # 8 valid pixels; pred keeps 2 (both right), truth 4: IoU 2 / 4, coverage 2 / 8
+    iou, cov = realism.score_mask(pred, truth, valid)
+    assert iou == pytest.approx(0.5) and cov == pytest.approx(25.0)
+    empty = np.zeros((4, 4), bool)
+    assert realism.score_mask(empty, empty, np.ones((4, 4), bool)) == (None, 0.0)
+
+
+def test_label_stats_on_a_hand_made_scene():
+    # 192 px: left half clear ground at 0.1, right half cloud in 2 x 2 blocks alternating 0.3 / 0.5 (a
+    # checkerboard at the 96 px model scale: every neighbour differs by 0.2); an 8-px shadow stub is too
+    # small to report (< 20 pixels at 96 px).
+    refl = np.full((3, 192, 192), 0.1)
+    codes = np.zeros((192, 192), np.uint8)
+    codes[:, 96:] = 1
+    blocks = (np.add.outer(np.arange(96), np.arange(48)) % 2).repeat(2, 0).repeat(2, 1)
+    refl[:, :, 96:] = np.where(blocks == 1, 0.5, 0.3)
+    codes[:8, 0] = 3
+    st = realism.label_stats(refl, codes, np.ones((192, 192), bool))
+    f = dict(zip(realism.STAT_FIELDS, st["clear"]))
+    assert f["red"] == pytest.approx(0.1) and f["red_std"] == pytest.approx(0.0, abs=1e-6)
+    assert f["texture"] == pytest.approx(0.0, abs=1e-6) and f["share_pct"] == pytest.approx(50.0, abs=1.1)
+    c = dict(zip(realism.STAT_FIELDS, st["cloud"]))
+    assert c["red"] == pytest.approx(0.4) and c["red_std"] == pytest.approx(0.1, abs=1e-6)
+    assert c["texture"] == pytest.approx(0.2, abs=1e-6) and c["red_p5"] == pytest.approx(0.3)
+    assert st["thick"] == st["cloud"] and st["thin"] is None and st["shadow"] is None
+
+
+def test_error_breakdown_counts_by_morphology_and_edge_distance(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rows = [("ROI_1/a", 10.0, "haze"), ("ROI_1/b", 30.0, "haze"), ("ROI_2/c", 73.0, "cumulus"), ("ROI_2/d", 0.0, "none")]
+    (raw / "synth.json").write_text(json.dumps({"patches": [
+        {"image": f"{i}/S2L1C.tif", "coverage_pct": c, "morphology": m} for i, c, m in rows]}))
+    pred = tmp_path / "predictions.csv"
+    pred.write_text("patch_id,true,predicted\n"
+                    "ROI_1__a,clouds_0_25,clouds_25_50\nROI_1__b,clouds_25_50,clouds_25_50\n"
+                    "ROI_2__c,clouds_50_75,clouds_75_100\nROI_2__d,clouds_0_25,clouds_0_25\n")
+    out = realism.error_breakdown(raw, pred, [0.0, 25.0, 50.0, 75.0, 100.0])
+    assert out["errors_by_morphology"] == {"cumulus": {"wrong": 1, "of": 1}, "haze": {"wrong": 1, "of": 2},
+                                           "none": {"wrong": 0, "of": 1}}
+    assert out["wrong_distance_to_class_edge_pts"] == [2.0, 15.0]
+
+
+def test_a_folder_without_real_patches_is_refused_and_nothing_written(tmp_path):
+    out = tmp_path / "report"
+    with pytest.raises(CloudcoverError, match="no real CloudSEN12 or 38-Cloud patches"):
+        realism.main(["--shared", str(tmp_path / "empty"), "--work", str(tmp_path / "work"), "--out", str(out)])
+    assert not out.exists() and not (tmp_path / "work").exists()
