@@ -260,3 +260,23 @@ def test_profile_counts_both_lanes():
     assert kernel_stats.func_macs(conv) == 1 * 2 * 4 * 8 * 3 * 3 * 8
     for key in ("2x4-swar", "2x4-swarc"):
         assert kernel_stats.func_macs(_swar(conv, key)) == kernel_stats.func_macs(conv)
+
+
+def test_recorded_swar_tiles_fit_their_shapes():
+    """Every "-swar"/"-swarc" entry of the repository's schedule file pairs a whole number of pixels (channels)
+    and divides its shape (else the compile silently falls back to the generic tile)."""
+    import re
+
+    from cloudcover.export import sched_swar, schedule_db, schedules
+
+    entries = schedule_db.load()["scalar"]
+    for key, text in entries.items():
+        tile = schedules.Tile.parse(text)
+        if tile.variant not in sched_swar.VARIANTS:
+            continue
+        m = re.fullmatch(r"p(\d+)-c(\d+)-k(\d+)(-dw)?", key)
+        assert m and not m.group(4), f"{key}: a SWAR tile on a depthwise or unknown shape"
+        pixels, channels, k = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        assert pixels % tile.pw == 0 and channels % tile.pc == 0, f"{key}: {text} does not divide it"
+        assert (tile.pw if tile.variant == sched_swar.PIXELS else tile.pc) % 2 == 0, f"{key}: {text} has no pairs"
+        assert k * 128 * 128 < 2 ** 31, f"{key}: reduction too long for int32 lanes"
