@@ -54,6 +54,8 @@ class QATConfig:
     margin: float = 0.0  # hinge: fake-quant logit of the float's top-1 class above every other by this much
     quantize_output: bool = False  # also round the logits, as the int8 output tensor does
     track_ranges: bool = False  # re-observe the fake-quant ranges at each epoch (the weights move them)
+    quantize_weights: bool = False  # round kernels per output channel to int8 as the converters do
+    noise: bool = False  # train against rounding-sized uniform noise instead of the fixed rounding (see doc)
 
     def check(self) -> None:
         if self.epochs < 1:
@@ -85,6 +87,7 @@ def _fake_quant_layer_class():
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
             self.observing = True
+            self.noise = False  # read when traced: a tf.function traced with noise keeps it
 
         def build(self, input_shape):
             self.lo = self.add_weight(shape=(), initializer=keras.initializers.Constant(np.inf), trainable=False,
@@ -98,18 +101,75 @@ def _fake_quant_layer_class():
                 self.hi.assign(tf.maximum(self.hi, tf.reduce_max(x)))
                 return x
             # zero must be representable, as in the converters (the op also nudges the range to a whole zero point)
-            return tf.quantization.fake_quant_with_min_max_vars(x, tf.minimum(self.lo, 0.0),
-                                                                tf.maximum(self.hi, 0.0), num_bits=8)
+            lo, hi = tf.minimum(self.lo, 0.0), tf.maximum(self.hi, 0.0)
+            if self.noise:  # the rounding error's distribution, drawn afresh each step: nothing to memorize
+                step = (hi - lo) / 255.0
+                clipped = tf.clip_by_value(x, lo, hi)
+                return clipped + tf.stop_gradient(tf.random.uniform(tf.shape(x), -0.5, 0.5) * step)
+            return tf.quantization.fake_quant_with_min_max_vars(x, lo, hi, num_bits=8)
 
     return FakeQuant8
 
 
-def fake_quant_twin(model: "keras.Model", quantize_output: bool = False) -> tuple["keras.Model", list]:
+# Layers whose kernel the converters store as int8, symmetric per output channel (scale = max|w| / 127). Batch norm
+# folded into the kernel scales each output channel, and per-channel rounding commutes with that scaling, so
+# rounding the unfolded kernel here rounds exactly what the converter rounds.
+QUANTIZED_WEIGHT_LAYERS = ("Conv2D", "DepthwiseConv2D", "Dense")
+
+
+def fake_quant_kernel(kernel, depthwise: bool = False):
+    """`kernel` rounded to symmetric int8 per output channel (the last axis; depthwise: the last two), with a
+    straight-through gradient."""
+    import tensorflow as tf
+
+    k = tf.convert_to_tensor(kernel)
+    flat = tf.reshape(k, [*k.shape[:-2], 1, -1]) if depthwise else k
+    bound = tf.stop_gradient(tf.reduce_max(tf.abs(flat), axis=list(range(len(flat.shape) - 1))) + 1e-12)
+    q = tf.quantization.fake_quant_with_min_max_vars_per_channel(flat, -bound, bound, num_bits=8, narrow_range=True)
+    q = tf.reshape(q, tf.shape(k))
+    return k + tf.stop_gradient(q - k)
+
+
+def _quant_weights_layer_class():
+    import keras
+
+    class QuantWeightsCall(keras.layers.Layer):
+        """Calls a Conv2D / DepthwiseConv2D / Dense layer with its kernel rounded to int8 (its variables shared)."""
+
+        def __init__(self, inner, **kwargs):
+            super().__init__(**kwargs)
+            self.inner = inner
+
+        def call(self, x):
+            from keras import ops
+
+            layer = self.inner
+            kind = type(layer).__name__
+            k = fake_quant_kernel(layer.kernel, depthwise=kind == "DepthwiseConv2D")
+            if kind == "Dense":
+                y = ops.matmul(x, k)
+            elif kind == "DepthwiseConv2D":
+                y = ops.depthwise_conv(x, k, strides=layer.strides, padding=layer.padding,
+                                       data_format=layer.data_format, dilation_rate=layer.dilation_rate)
+            else:
+                y = ops.conv(x, k, strides=layer.strides, padding=layer.padding, data_format=layer.data_format,
+                             dilation_rate=layer.dilation_rate)
+            if layer.use_bias:
+                y = y + (layer.bias if kind == "Dense" or layer.data_format == "channels_last"
+                         else ops.reshape(layer.bias, (1, -1, 1, 1)))
+            return layer.activation(y) if layer.activation is not None else y
+
+    return QuantWeightsCall
+
+
+def fake_quant_twin(model: "keras.Model", quantize_output: bool = False,
+                    quantize_weights: bool = False) -> tuple["keras.Model", list]:
     """A model that shares `model`'s layers and fake-quantizes the inputs of int8 kernels (and, if asked, its
     output, which full-integer export also rounds to int8); its FakeQuant layers."""
     import keras
 
     fq_class = _fake_quant_layer_class()
+    qw_class = _quant_weights_layer_class()
     inserted: list = []
 
     def quantize(t):
@@ -122,6 +182,9 @@ def fake_quant_twin(model: "keras.Model", quantize_output: bool = False) -> tupl
             first = args[0]
             args = ([quantize(t) for t in first] if isinstance(first, (list, tuple)) else quantize(first),
                     *args[1:])
+        kind = type(layer).__name__
+        if quantize_weights and kind in QUANTIZED_WEIGHT_LAYERS and getattr(layer, "groups", 1) == 1:
+            return qw_class(layer, name=f"qw_{layer.name}")(args[0])
         return layer(*args, **kwargs)
 
     twin = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call_function,
@@ -200,11 +263,13 @@ def finetune(cfg: QATConfig, log=print, progress: bool = True) -> QATResult:
     classes = int(model.output_shape[-1])
     targets = keras.utils.to_categorical(y, classes) * (1.0 - smoothing) + smoothing / classes
 
-    twin, fqs = fake_quant_twin(model, cfg.quantize_output)
+    twin, fqs = fake_quant_twin(model, cfg.quantize_output, cfg.quantize_weights)
     rows = info.split_rows("train")
     pick = np.random.default_rng(cfg.seed).permutation(len(rows))[: cfg.calib_samples]
     calib = load_images([info.root / rows[i]["image"] for i in sorted(pick)], pre)
     observe_ranges(twin, fqs, calib)
+    for fq in fqs:
+        fq.noise = cfg.noise
     log(f"qat: {len(fqs)} quantization points, ranges from {len(calib)} calibration images")
 
     before_val = model.predict(xv, batch_size=64, verbose=0) if len(xv) else np.zeros((0, classes))
@@ -246,8 +311,13 @@ def finetune(cfg: QATConfig, log=print, progress: bool = True) -> QATResult:
         log(f"qat epoch {epoch + 1}/{cfg.epochs}: loss {history[-1]['loss']:.4f}, "
             f"float vs fake-quant logit MSE {history[-1]['logit_gap_mse']:.5f}")
 
+    for fq in fqs:
+        fq.noise = False
+    if cfg.track_ranges:
+        observe_ranges(twin, fqs, calib)
     after_val = model.predict(xv, batch_size=64, verbose=0) if len(xv) else np.zeros((0, classes))
-    quant_val = quant_fn(tf.constant(xv)).numpy() if len(xv) else np.zeros((0, classes))
+    round_fn = tf.function(lambda a: twin(a, training=False), input_signature=[spec])  # traced with rounding
+    quant_val = round_fn(tf.constant(xv)).numpy() if len(xv) else np.zeros((0, classes))
     report = {
         "run": str(run.resolve()), "data": str(data.resolve()), "config": {**asdict(cfg), "run": str(cfg.run),
                                                                           "out": str(cfg.out),

@@ -42,6 +42,11 @@ def register(subparsers) -> None:
                    help="round the twin's logits to 8 bits too, as the int8 output tensor is")
     p.add_argument("--track-ranges", action=argparse.BooleanOptionalAction, default=d.track_ranges,
                    help="re-observe the fake-quant ranges at each epoch, as the weights move them")
+    p.add_argument("--quantize-weights", action=argparse.BooleanOptionalAction, default=d.quantize_weights,
+                   help="round kernels to int8 per output channel in the twin, as the converters store them")
+    p.add_argument("--noise", action=argparse.BooleanOptionalAction, default=d.noise,
+                   help="train the twin against rounding-sized uniform noise drawn afresh each step instead of "
+                   "the fixed rounding of each training image, which the network can learn by heart")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per step")
     p.add_argument("--calib-samples", type=int, default=d.calib_samples,
                    help="train images whose float min/max set the fake-quant ranges")
@@ -56,7 +61,8 @@ def run_qat(args: argparse.Namespace) -> int:
     cfg = QATConfig(run=args.run, out=args.out, data=args.data, epochs=args.epochs, lr=args.lr,
                     consistency=args.consistency, batch_size=args.batch_size, calib_samples=args.calib_samples,
                     seed=args.seed, distill=args.distill, margin=args.margin,
-                    quantize_output=args.quantize_output, track_ranges=args.track_ranges)
+                    quantize_output=args.quantize_output, track_ranges=args.track_ranges,
+                    quantize_weights=args.quantize_weights, noise=args.noise)
     r = finetune(cfg, progress=not args.quiet).report
     print(f"qat: val accuracy {r['val_accuracy_before'] * 100:.2f} % -> {r['val_accuracy_after'] * 100:.2f} %, "
           f"float = fake-quant top-1 on {r['val_agreement_float_vs_fake_quant'] * 100:.2f} % of val images "

@@ -121,3 +121,57 @@ def test_output_rounding_and_ranges_follow_the_weights():
     assert float(fqs[-1].lo.numpy()) == pytest.approx(min(logits.min(), 0.0), abs=1e-5)
     assert not any(fq.observing for fq in fqs)
     assert isinstance(twin, keras.Model)
+
+
+def _round_per_channel(k: np.ndarray) -> np.ndarray:
+    """Symmetric int8 per output channel (the last axis), as TFLite stores kernels: scale max|w| / 127."""
+    flat = k.reshape(-1, k.shape[-1])
+    scale = np.abs(flat).max(axis=0) / 127.0
+    return (np.round(flat / scale) * scale).reshape(k.shape)
+
+
+def test_kernel_rounding_by_hand():
+    from cloudcover.train.qat import fake_quant_kernel
+
+    k = np.array([[1.0, 0.5], [0.3, -0.2]], np.float32)  # Dense kernel: output channels are the columns
+    # column 0: step 1/127, 0.3 -> 38/127; column 1: step 0.5/127, -0.2 -> -51 * 0.5/127
+    want = np.array([[1.0, 0.5], [38 / 127, -51 * 0.5 / 127]], np.float32)
+    np.testing.assert_allclose(np.asarray(fake_quant_kernel(k)), want, atol=1e-6)
+    # depthwise (kh, kw, in, multiplier): one channel per (in, multiplier) pair
+    d = np.random.default_rng(0).normal(size=(3, 3, 2, 2)).astype(np.float32)
+    want = _round_per_channel(d.reshape(3, 3, 4)).reshape(d.shape)
+    np.testing.assert_allclose(np.asarray(fake_quant_kernel(d, depthwise=True)), want, atol=1e-6)
+
+
+def test_twin_with_rounded_kernels_equals_the_model_with_kernels_rounded_in_numpy():
+    import keras
+
+    from cloudcover.train.qat import fake_quant_twin
+
+    model = _small_model()
+    x = np.random.default_rng(2).normal(size=(8, 8, 8, 3)).astype(np.float32)
+    twin, fqs = fake_quant_twin(model, quantize_weights=True)
+    assert all(fq.observing for fq in fqs)  # activations pass unrounded: only the kernels differ
+    oracle = keras.models.clone_model(model)
+    oracle.set_weights([_round_per_channel(w) if w.ndim >= 2 else w for w in model.get_weights()])
+    want = np.asarray(oracle(x, training=False))
+    np.testing.assert_allclose(np.asarray(twin(x, training=False)), want, rtol=1e-4, atol=1e-5)
+    assert np.abs(want - np.asarray(model(x, training=False))).max() > 1e-4  # the rounding is visible
+
+
+def test_noise_mode_draws_rounding_sized_noise_afresh():
+    from cloudcover.train.qat import fake_quant_twin, observe_ranges
+
+    model = _small_model()
+    x = np.random.default_rng(3).normal(size=(16, 8, 8, 3)).astype(np.float32)
+    twin, fqs = fake_quant_twin(model)
+    observe_ranges(twin, fqs, x)
+    fq = fqs[0]  # reads the input itself
+    step = (max(x.max(), 0) - min(x.min(), 0)) / 255
+    fq.noise = True
+    a, b = np.asarray(fq(x)), np.asarray(fq(x))
+    assert np.abs(a - x).max() <= step / 2 + 1e-6 and (a - x).std() > step / 5  # uniform: step / sqrt(12)
+    assert not np.allclose(a, b)  # a new draw each call: no fixed error pattern to learn
+    fq.noise = False
+    r = np.asarray(fq(x))
+    np.testing.assert_array_equal(r, np.asarray(fq(x)))  # rounding is a fixed function
