@@ -77,8 +77,8 @@ def qat_seed(run: Path, data: Path, epochs: int, name: str = "", overrides: dict
 
     out = run.with_name(run.name + "_qat" + (f"_{name}" if name else ""))
     if not (out / "qat.json").is_file():
-        finetune(QATConfig(run=run, out=out, data=data, epochs=epochs, **(overrides or {})), progress=False,
-                 log=lambda *_: None)
+        settings = {"epochs": epochs, **(overrides or {})}  # a variant may set its own epochs
+        finetune(QATConfig(run=run, out=out, data=data, **settings), progress=False, log=lambda *_: None)
     return out
 
 
@@ -86,6 +86,18 @@ def agreement(int8_scores: np.ndarray, float_scores: np.ndarray) -> tuple[float,
     """(share of images whose top-1 class equals the float model's, number of images that differ)."""
     same = np.argmax(int8_scores, axis=1) == np.argmax(float_scores, axis=1)
     return float(same.mean()), int((~same).sum())
+
+
+def logit_rmse(int8_scores: np.ndarray, float_scores: np.ndarray) -> float:
+    """Root mean square of the (dequantized) int8 logits' error: a steadier figure than the flips, which count
+    only the near ties that this error happens to cross."""
+    return float(np.sqrt(np.mean((np.asarray(int8_scores, np.float64) - float_scores) ** 2)))
+
+
+def near_ties(float_scores: np.ndarray, gap: float = 0.1) -> int:
+    """Images whose float top-2 logits are closer than `gap`: the ones int8 error can flip."""
+    s = np.sort(float_scores, axis=1)
+    return int(np.sum(s[:, -1] - s[:, -2] < gap))
 
 
 def measure(run: Path, data: Path, methods: list[Calibration], calib_samples: int, split: str = "test") -> list[dict]:
@@ -111,6 +123,9 @@ def measure(run: Path, data: Path, methods: list[Calibration], calib_samples: in
             (a_t, f_t), (a_o, f_o) = agreement(tfl_scores, ref), agreement(onnx_scores, ref)
             rows.append({"method": str(cal), "tflite_agreement": a_t, "tflite_flips": f_t,
                          "onnx_agreement": a_o, "onnx_flips": f_o, "split": split,
+                         "tflite_logit_rmse": logit_rmse(tfl_scores, ref),
+                         "onnx_logit_rmse": logit_rmse(onnx_scores, ref),
+                         "float_near_ties_0.1": near_ties(ref),
                          "test_images": int(len(x)), "float_test_accuracy": accuracy,
                          "seconds": round(time.perf_counter() - t0, 1)})
     return rows
@@ -157,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(row)
                 print(f"{seed:>4} {row['method']:<22} {row['tflite_agreement'] * 100:>10.2f} % "
                       f"{row['onnx_agreement'] * 100:>8.2f} %  ({row['tflite_flips']}, {row['onnx_flips']} of "
-                      f"{row['test_images']}; float accuracy {row['float_test_accuracy'] * 100:.2f} %)")
+                      f"{row['test_images']}; float accuracy {row['float_test_accuracy'] * 100:.2f} %; "
+                      f"logit rmse {row['tflite_logit_rmse']:.3f}, {row['onnx_logit_rmse']:.3f}; "
+                      f"near ties {row['float_near_ties_0.1']})")
     summary = {}
     for name in dict.fromkeys(r["method"] for r in results):
         rs = [r for r in results if r["method"] == name]

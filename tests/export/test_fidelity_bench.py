@@ -38,3 +38,13 @@ def test_bad_command_lines_are_usage_errors_before_any_training(tmp_path, capsys
         main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), *argv])
     assert e.value.code == 2 and says in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_logit_error_and_near_ties_by_hand():
+    from cloudcover.export.fidelity_bench import logit_rmse, near_ties
+
+    ref = np.array([[1.0, 0.95, 0.0], [2.0, 0.0, 0.0], [0.3, 0.25, 0.29]])
+    assert near_ties(ref) == 2  # gaps 0.05, 2.0, 0.01
+    assert near_ties(ref, gap=0.02) == 1
+    int8 = ref + np.array([[0.3, 0.0, 0.0], [0.0, -0.3, 0.3], [0.0, 0.0, 0.0]])  # 3 errors of 0.3 in 9 logits
+    assert logit_rmse(int8, ref) == pytest.approx(np.sqrt(3 * 0.09 / 9))
