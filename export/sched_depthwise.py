@@ -1,9 +1,170 @@
-"""Depthwise convolution and non-MAC kernels (pooling, elementwise, requantization tails).
+"""Depthwise convolution schedule family (variant "dw") and the row-fused pad, rv64gc and rv64gcv.
 
-Placeholder: declines every kernel, so the generic schedules of schedules.py apply."""
+A depthwise 3x3 conv does only 9 MACs per output, so what a schedule spends per output (loads of the
+per-channel weights and requantization constants, the int64 requantization epilogue, loop control) weighs as
+much as the MACs. The schedule, per output row y (NHWC: channels contiguous):
+
+    rv64gc:  for co (PC channels)  for xo (PW pixels)       # a channel's 9 weights and 4 requantization
+    rv64gcv: for xo (PW pixels)    for co (PC channels)     #   constants stay in registers along the row
+                 acc[PW][PC] = 0                            # registers (unrolled tile, local buffer)
+                 for ry, rx (3 x 3)                         # loops: LLVM unrolls them on rv64gc and shares the
+                     for xi, ci (unrolled)                  #   overlapping input loads of neighbouring pixels
+                         acc[xi][ci] += x[y*s+ry, (xo*PW+xi)*s+rx, c] * w[ry, rx, c]
+                 for xi, ci: out = requantize(acc)          # per element; on rv64gcv LLVM vectorizes the
+                                                            #   contiguous ci loop (int64 lanes)
+
+On rv64gcv the SLP vectorizer turns the unrolled PC-channel tile into vle8 / vsext.vf2 / vwmacc.vv (int8 ->
+int16 -> int32) per tap and pixel; PC = 32 (LMUL-8 int32 accumulators) where C allows, else 16. The ry, rx loops
+stay loops: unrolled by us, LLVM merges neighbouring pixels' contiguous inputs into wider vectors that no longer
+match the weights and spills. On rv64gc the pixels of a tile share the overlapping loads; 2 pixels beat 4 (fewer
+spilled weights). Tiles measured with riscv/kernel_bench on MobileNetV2 (per-kernel profile); the recorded per
+shape choices ("-dw" tiles in schedules.json) override the defaults below.
+
+A pad kernel whose channel loop is too short for a vector (the 3-channel stem input) gets its pixel and channel
+loops fused on rv64gcv: one contiguous row that LLVM vectorizes with a mask (3x fewer instructions). With 16+
+channels the per-pixel copy is already vectorized and the fused, masked row measured slower: left alone.
+
+Only loop order, unrolling and storage change: the same integer computation, bit-identical to the naive schedule
+(tests/riscv/test_sched_depthwise.py). A dense conv/matmul is declined (None): sched_swar.py and sched_rvv.py own
+them; other kernels without one multiplying reduction keep lowering's schedule.
+"""
 
 from __future__ import annotations
 
+VARIANT = "dw"
+_SCALAR_PW = (2, 1)  # pixels per tile on rv64gc (one channel each): 2 measured better than 4 and 8
+_VECTOR = ((1, 32), (1, 16), (2, 8), (1, 8))  # (pw, pc) on rv64gcv, best first
+_PAD_ROW_MAX_C = 8  # pads with fewer channels than this get the fused row (vectors of 16 int8 at VLEN 128)
+
+
+def wide_build() -> bool:
+    """Whether rv64gcv builds "-dw" kernels with sched_rvv's LMUL-8 LLVM option (sched_rvv.WIDE_VARIANTS lists
+    the tile variants sched_rvv.build_kernels builds that way). The vector tiles here were measured with it: the
+    SLP vectorizer then keeps a 16- or 32-channel tile and its int64 requantization in single vector groups;
+    without it the epilogue runs 4 lanes at a time and the generic tile is faster. So without it a depthwise
+    kernel gets a dw tile on rv64gcv only where one is recorded (schedules.json, or a search's "*")."""
+    from . import sched_rvv
+
+    return VARIANT in getattr(sched_rvv, "WIDE_VARIANTS", ())
+
+
+def default_tile(shape, vector: bool):
+    """The dw tile of a depthwise shape (pixels = output width, channels = C) without a recorded choice."""
+    from .schedules import Tile
+
+    if vector:
+        for pw, pc in _VECTOR:
+            if shape.pixels % pw == 0 and shape.channels % pc == 0:
+                return Tile(pw, pc, 1, VARIANT)
+        return Tile(1, 1, 1, VARIANT)
+    for pw in _SCALAR_PW:
+        if shape.pixels % pw == 0:
+            return Tile(pw, 1, 1, VARIANT)
+    return Tile(1, 1, 1, VARIANT)
+
+
+def candidate_tiles(shape, vector: bool) -> list:
+    """dw tiles worth trying for a depthwise `shape` (a search's candidates)."""
+    from .schedules import Tile
+
+    cands = ([Tile(pw, pc, 1, VARIANT) for pw, pc in ((1, 32), (2, 32), (1, 16), (2, 16), (4, 16), (2, 8))]
+             if vector else [Tile(pw, 1, 1, VARIANT) for pw in (2, 4, 3, 1)])
+    return [t for t in cands if shape.pixels % t.pw == 0 and shape.channels % t.pc == 0]
+
 
 def schedule(func, found, vector: bool, choose):
-    return None
+    """The dw schedule of a depthwise conv kernel; None for any other kernel."""
+    if found is None:
+        return _pad_rows(func) if vector else None
+    if not found[2].depthwise:
+        return None
+    from tvm import s_tir
+
+    from .lowering import inline_elementwise
+    from .schedules import _find
+
+    shape = found[2]
+    tile = choose(shape)
+    if tile.variant != VARIANT or shape.pixels % tile.pw or shape.channels % tile.pc:
+        if vector and not wide_build():
+            return None  # built without LMUL 8 these tiles lose to the generic 4 x 16 (measured): leave it that
+        tile = default_tile(shape, vector)
+    sch = s_tir.Schedule(func)
+    inline_elementwise(sch)
+    try:
+        return _blocked(sch, _find(sch), tile, vector)
+    except s_tir.ScheduleError:
+        return None  # a layout this schedule does not cover: the generic schedules take it
+
+
+def _blocked(sch, found, tile, vector: bool):
+    from tvm import tirx
+
+    out, red, _ = found
+    root = sch.get_sblock("root")
+    loops = sch.get_loops(out)
+    if len(loops) != 4:
+        return None
+    _, _, x, c = loops
+    co, ci = sch.split(c, [None, tile.pc])
+    xo, xi = sch.split(x, [None, tile.pw])
+    # rv64gcv: pixel blocks outside (the channel block's weights, hoisted out of a pixel loop as int16 vectors,
+    # would spill); rv64gc: channels outside (the 9 int8 weights and 4 requantization constants of a channel
+    # stay in registers across the row). Both measured (kernel_bench) against the other order.
+    if vector:
+        sch.reorder(xo, co, xi, ci)
+    else:
+        sch.reorder(co, xo, xi, ci)
+    # the epilogue's multi-use values: per element, at the innermost loop
+    for b in reversed(sch.get_child_blocks(root)):
+        if sch.get(b).same_as(sch.get(out)) or sch.get(b).same_as(sch.get(red)):
+            continue
+        if any(sch.get(u).same_as(sch.get(red)) for u in sch.get_consumers(b)):
+            continue  # an input of the reduction (a padded input) stays a whole buffer
+        sch.compute_at(b, ci, True)
+    sch.compute_at(red, co if vector else xo, True)
+    ivs = sch.get(red).iter_vars
+    n_sp = sum(int(iv.iter_type) == tirx.IterVar.DataPar for iv in ivs)
+    n_rd = len(ivs) - n_sp
+    own = sch.get_loops(red)[-(n_sp + n_rd):]
+    sp_loops, rd_loops = own[:n_sp], own[n_sp:]
+    sch.reorder(*rd_loops, *sp_loops)
+    sch.decompose_reduction(red, rd_loops[0])
+    # the tile unrolled, the window's ry, rx loops kept: LLVM unrolls them itself on rv64gc (and shares the
+    # overlapping input loads of neighbouring pixels); unrolled by us they defeat the SLP vectorizer on rv64gcv
+    for lp in sch.get_loops(red)[-(n_sp + n_rd) + 2:]:
+        if int(sch.get(lp).extent) > 1:
+            sch.unroll(lp)
+    sch.set_scope(red, 0, "local")
+    init = [b for b in sch.get_child_blocks(root) if sch.get(b).name_hint.endswith("_init")]
+    for b in init:
+        for lp in sch.get_loops(b)[-n_sp:]:
+            if int(sch.get(lp).extent) > 1:
+                sch.unroll(lp)
+    return sch.mod["main"].with_attr("cloudcover_tile", tile.key())
+
+
+def _pad_rows(func):
+    """A pad kernel (one block: out = if_then_else(inside, x[..], zero point)) with fewer than _PAD_ROW_MAX_C
+    channels, its pixel and channel loops fused into one row; other kernels: None (lowering's schedule)."""
+    from tvm import s_tir, tirx
+
+    from .lowering import _count, _is_if_then_else
+
+    sch = s_tir.Schedule(func)
+    blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    if len(blocks) != 1:
+        return None
+    blk = sch.get(blocks[0])
+    loops = sch.get_loops(blocks[0])
+    if (len(loops) != 4 or int(sch.get(loops[-1]).extent) >= _PAD_ROW_MAX_C or len(blk.reads) != 1
+            or len(blk.writes) != 1 or str(blk.writes[0].source.dtype) != "int8"
+            or any(int(iv.iter_type) != tirx.IterVar.DataPar for iv in blk.iter_vars)
+            or not hasattr(blk.body, "value") or not _is_if_then_else(blk.body.value)
+            or _count(blk.body.value, _is_if_then_else) != 1):
+        return None
+    try:
+        sch.fuse(loops[-2], loops[-1])
+    except s_tir.ScheduleError:
+        return None
+    return sch.mod["main"]

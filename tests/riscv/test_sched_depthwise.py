@@ -1,0 +1,199 @@
+"""The depthwise schedule family (export/sched_depthwise.py) never changes a result: depthwise 3x3 shapes of the
+benchmark models (MobileNetV2's stride 1 and 2 at 16..144 channels, edge_cnn's), compiled for rv64gc and rv64gcv
+with each dw tile and run under the plugin QEMU, compute exactly what the naive schedule computes and what TFLite's
+reference kernels compute, on random int8 inputs plus the all -128 and all 127 images, with input zero points at
+both ends of the int8 range. Which kernels the family takes is checked without a build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import needs_device
+from .test_int8_ops import Case, _convert, _inputs, _layers, _reference
+
+
+def _dw(s, relu6=True):
+    def build(x):
+        y = _layers().DepthwiseConv2D(3, strides=s, padding="same")(x)
+        return _layers().ReLU(6.0)(y) if relu6 else y
+    return build
+
+
+def _dense_conv(c):
+    return lambda x: _layers().Conv2D(c, 3, padding="same")(x)
+
+
+# (id, case): depthwise shapes of the benchmark models (riscv/bench_models.py) on small inputs; "zp-128"/"zp127"
+# calibrate the input so its zero point sits at an end of the int8 range
+SHAPES = {
+    "mnv2-dw-s1-16-zp-128": Case("conv2d", _dw(1), (8, 8, 16), "zp-128"),
+    "mnv2-dw-s2-48": Case("conv2d", _dw(2), (8, 8, 48)),
+    "mnv2-dw-s1-96-zp127": Case("conv2d", _dw(1, relu6=False), (6, 6, 96), "zp127"),
+    "mnv2-dw-s1-144": Case("conv2d", _dw(1), (6, 6, 144)),
+    "edge-dw-s2-24": Case("conv2d", _dw(2), (12, 12, 24)),
+    "odd-dw-s1-3x5-8": Case("conv2d", _dw(1), (3, 5, 8)),
+}
+FAST = [("mnv2-dw-s1-16-zp-128", "rv64gcv")]
+TARGETS = ("rv64gc", "rv64gcv")
+
+
+def _build(model: Path, target: str, schedules: str, work: Path, x: np.ndarray) -> tuple[dict, np.ndarray]:
+    from cloudcover.export.compile import compile_model
+    from cloudcover.riscv import qemu, toolchain
+
+    info = compile_model(model, target, work / "model", log=lambda m: None, compute="int8", schedules=schedules)
+    exe = toolchain.build_infer(work / "model", work / "cmake", target)
+    raw = qemu.run_infer(qemu.find_emulator(), exe, target, x.tobytes(), work / "qemu", count=False).output
+    return info, np.frombuffer(raw, np.int8).reshape(len(x), -1)
+
+
+def _dw_tiles(model: Path, vector: bool) -> list:
+    from cloudcover.export import int8_lowering, lowering, relax_import, sched_depthwise, schedules
+
+    mod, _ = int8_lowering.lower_int8(relax_import.import_model(model))
+    shapes = [s for s in schedules.kernel_shapes(lowering.lower(mod, schedule=False, pads_alone=True)).values()
+              if s.depthwise]
+    assert shapes, "the case has a depthwise kernel"
+    tiles = {t for s in shapes for t in sched_depthwise.candidate_tiles(s, vector)}
+    tiles |= {sched_depthwise.default_tile(s, vector) for s in shapes}
+    return sorted(tiles, key=lambda t: (-t.pc, -t.pw))
+
+
+def _tiles_used(model: Path, db: str, vector: bool) -> set[str]:
+    from tvm import tirx
+
+    from cloudcover.export import int8_lowering, lowering, relax_import
+
+    mod, _ = int8_lowering.lower_int8(relax_import.import_model(model))
+    low = lowering.lower(mod, schedule=db, vector=vector)
+    return {str(f.attrs["cloudcover_tile"]) for f in low.functions.values()
+            if isinstance(f, tirx.PrimFunc) and f.attrs is not None and "cloudcover_tile" in f.attrs}
+
+
+def _check(name: str, target: str, tmp: Path, every: bool) -> None:
+    from cloudcover.export import schedule_db
+
+    case = SHAPES[name]
+    model = tmp / "model_int8.tflite"
+    _convert(case, model)
+    x = _inputs(case.shape)
+    ref = _reference(model, x)
+    assert len({r.tobytes() for r in ref}) > 1
+    _, naive = _build(model, target, "naive", tmp / "naive", x)
+    assert np.array_equal(naive, ref)
+    vector = target == "rv64gcv"
+    tiles = _dw_tiles(model, vector)
+    assert len(tiles) >= 2
+    for tile in tiles if every else tiles[:2]:
+        db = tmp / f"{tile.key()}.json"
+        schedule_db.save({schedule_db.target_class(vector): {"*": tile.key()}}, db)
+        assert tile.key() in _tiles_used(model, str(db), vector)  # the dw family scheduled it, not another
+        info, dev = _build(model, target, str(db), tmp / tile.key(), x)
+        diff = np.abs(dev.astype(np.int32) - naive.astype(np.int32))
+        assert diff.max() == 0, f"{name} {target} tile {tile.key()}: {int((diff > 0).sum())} values differ"
+
+
+@needs_device
+@pytest.mark.parametrize("name, target", FAST)
+def test_dw_tiles_are_bit_exact(name, target, tmp_path):
+    _check(name, target, tmp_path, every=False)
+
+
+@needs_device
+@pytest.mark.slow
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_dw_tiles_are_bit_exact_on_benchmark_shapes(name, target, tmp_path):
+    _check(name, target, tmp_path, every=True)
+
+
+def _kernels(tmp: Path, case: Case):
+    from tvm import s_tir, tirx
+
+    from cloudcover.export import int8_lowering, lowering, relax_import, schedules
+
+    tmp.mkdir(exist_ok=True)
+    model = tmp / "m.tflite"
+    _convert(case, model)
+    mod, _ = int8_lowering.lower_int8(relax_import.import_model(model))
+    low = lowering.lower(mod, schedule=False, pads_alone=True)
+    out = []
+    for gv, f in low.functions.items():
+        if isinstance(f, tirx.PrimFunc):
+            sch = s_tir.Schedule(f)
+            lowering.inline_elementwise(sch)
+            out.append((gv.name_hint, f, schedules._find(sch)))
+    return out
+
+
+def test_family_takes_depthwise_convs_only(tmp_path):
+    from cloudcover.export import sched_depthwise, schedules
+    from cloudcover.export.schedules import Tile
+
+    dw = [(n, f, found) for n, f, found in _kernels(tmp_path, SHAPES["mnv2-dw-s2-48"]) if found is not None]
+    (name, func, found), = dw
+    assert found[2] == schedules.Shape(4, 48, 9, True)  # 8 x 8 / 2 = 4 output columns, 48 channels, 3 x 3
+    for vector in (False, True):
+        default = sched_depthwise.default_tile(found[2], vector)
+        assert default.variant == sched_depthwise.VARIANT
+        out = sched_depthwise.schedule(func, found, vector, lambda s: Tile(2, 4))  # a generic tile: the dw default
+        if vector and not sched_depthwise.wide_build():
+            assert out is None  # (rv64gcv without the LMUL-8 build: recorded dw tiles only)
+        else:
+            assert str(out.attrs["cloudcover_tile"]) == default.key()
+        out = sched_depthwise.schedule(func, found, vector, lambda s: Tile(2, 16, 1, "dw"))
+        assert str(out.attrs["cloudcover_tile"]) == "2x16-dw"
+        # the whole schedule, through the families: a depthwise kernel gets a dw tile on either target
+        assert str(schedules.schedule_func(func, vector, lambda s: default).attrs["cloudcover_tile"]).endswith("-dw")
+    assert sched_depthwise.default_tile(found[2], True) == Tile(1, 16, 1, "dw")  # 48 channels: 3 x 16
+    assert sched_depthwise.default_tile(schedules.Shape(6, 192, 9, True), True) == Tile(1, 32, 1, "dw")
+    assert sched_depthwise.default_tile(schedules.Shape(3, 336, 9, True), False) == Tile(1, 1, 1, "dw")
+    assert sched_depthwise.default_tile(schedules.Shape(48, 16, 9, True), False) == Tile(2, 1, 1, "dw")
+    dense = [(n, f, found) for n, f, found in _kernels(tmp_path / "d", Case("conv2d", _dense_conv(16), (6, 6, 8)))
+             if found is not None]
+    (_, func, found), = dense
+    assert not found[2].depthwise
+    assert sched_depthwise.schedule(func, found, True, lambda s: Tile(1, 16, 1, "dw")) is None
+    assert sched_depthwise.schedule(func, None, True, lambda s: Tile(1, 16, 1, "dw")) is None
+
+
+def _stem(x):
+    return _layers().Conv2D(8, 3, strides=2, padding="same")(x)
+
+
+def test_short_channel_pads_get_one_row_on_rvv_only(tmp_path):
+    """The 3-channel stem's pad: fused pixel x channel loop on rv64gcv; 16 channels or rv64gc: untouched."""
+    from tvm import tirx
+
+    from cloudcover.export import sched_depthwise
+
+    pads = [(n, f) for n, f, found in _kernels(tmp_path, Case("conv2d", _stem, (8, 8, 3))) if n.startswith("pad")]
+    assert pads, "a stride-2 'same' conv pads its input in a kernel of its own"
+    (_, pad), = pads
+    fused = sched_depthwise.schedule(pad, None, True, None)
+    assert fused is not None and sched_depthwise.schedule(pad, None, False, None) is None
+
+    def loops(f) -> int:
+        from cloudcover.export.lowering import _count
+
+        return _count(f.body, lambda n: isinstance(n, tirx.For))
+
+    assert loops(pad) == 4 and loops(fused) == 3
+    wide = [f for n, f, found in _kernels(tmp_path / "w", Case("conv2d", _dense_conv(8), (8, 8, 16))) if n.startswith("pad")]
+    assert all(sched_depthwise.schedule(f, None, True, None) is None for f in wide)
+
+
+@needs_device
+def test_stem_pad_row_is_bit_exact_under_qemu(tmp_path):
+    case = Case("conv2d", lambda x: _layers().ReLU(6.0)(_stem(x)), (12, 12, 3), "zp127")
+    model = tmp_path / "model_int8.tflite"
+    _convert(case, model)
+    x = _inputs(case.shape)
+    ref = _reference(model, x)
+    assert len({r.tobytes() for r in ref}) > 1
+    _, naive = _build(model, "rv64gcv", "naive", tmp_path / "naive", x)
+    _, tuned = _build(model, "rv64gcv", "tuned", tmp_path / "tuned", x)
+    assert np.array_equal(naive, ref) and np.array_equal(tuned, ref)
