@@ -28,6 +28,8 @@ PIXELS = "swar"  # pairs of output pixels share one packed activation register
 CHANNELS = "swarc"  # pairs of output channels share one packed weight register
 VARIANTS = (PIXELS, CHANNELS)
 LANE_BITS = 32
+SHORT_CHANNELS = 8  # an innermost reduction loop this short is fused with the next one out ...
+LONG_LOOP = 16  # ... when the fused loop is at least this long (shorter loops LLVM unrolls anyway)
 LANES_ATTR = "cloudcover_lanes"  # block annotation: MACs per iteration of the packed reduction (kernel_stats)
 
 
@@ -278,6 +280,13 @@ def _block(func, tile, pixels: bool):
     own = rloops[-(n_sp + n_rd):]
     sp_loops, rd_loops = own[:n_sp], own[n_sp:]
     sch.reorder(*rd_loops, *sp_loops)
+    ext = [int(sch.get(lp).extent) for lp in rd_loops]
+    if len(rd_loops) >= 2 and ext[-1] <= SHORT_CHANNELS and ext[-2] * ext[-1] >= LONG_LOOP:
+        # a short input-channel loop (3 for an RGB stem, 8): LLVM unrolls it completely and its machine scheduler
+        # hoists every step's loads and products, spilling the tile. Fused with the window column it is one
+        # longer loop LLVM keeps rolled, and its addresses stay affine (x[.., x + j // C, j % C] and
+        # w[ry, j // C, j % C, f] flatten to base + j).
+        rd_loops = [*rd_loops[:-2], sch.fuse(rd_loops[-2], rd_loops[-1])]
     first_rd = rd_loops[0]
     if tile.ku > 1 and int(sch.get(rd_loops[-1]).extent) % tile.ku == 0:
         k_out, k_in = sch.split(rd_loops[-1], [None, tile.ku])
