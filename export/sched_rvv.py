@@ -5,8 +5,9 @@ vector instruction as one whatever its LMUL. This family's kernels are built wit
 `-riscv-v-register-bit-width-lmul=8` (build_kernels: for them only), so the SLP vectorizer turns an unrolled
 tile of 32 output channels into, per reduction step, one int8 weight load (e8 m2), one sign extension to int16
 (m4) and, per output pixel, one scalar activation load and one widening multiply-accumulate `vwmacc.vx` into an
-int32 LMUL-8 accumulator: ~10 instructions for 64 MACs with a 2 x 32 tile (the generic 16-channel tile at LMUL 1
-takes ~20). The loop vectorizer turns the requantization epilogue (64-bit multiply, rounding shifts, clamp per
+int32 LMUL-8 accumulator: ~10 instructions for 64 MACs with a 2 x 32 tile, ~11 for 96 with 3 x 32 (three
+8-register accumulators, the 4-register int16 weights and the 2-register int8 load fill the 32 registers; the
+generic 16-channel tile at LMUL 1 takes ~20 for 64). The loop vectorizer turns the requantization epilogue (64-bit multiply, rounding shifts, clamp per
 channel) into int64 LMUL-8 vector code over the channel tile as well.
 
 The loop structure is schedules._tiled's (reduction outside, the unrolled Pw x Pc accumulator tile inside, the
@@ -25,7 +26,7 @@ WIDE_OPTS = ("-riscv-v-register-bit-width-lmul:int=8",)
 # the wide option LLVM's SLP vectorizer merges narrower tiles erratically (e.g. two 8-channel pixels into one
 # 16-lane vector built by gathers, 1.1 instr/MAC instead of 0.45), so 16- and 8-channel shapes keep the generic
 # tile unless a measured "-rvv" tile is recorded for them
-_PREFS = ((32, 2), (32, 1))
+_PREFS = ((32, 3), (32, 2), (32, 1))
 # what a search tries (pc, pw; each also with the reduction unrolled by 2)
 _CANDS = ((32, 3), (32, 2), (32, 1), (16, 6), (16, 4), (16, 2), (8, 8), (8, 6), (8, 4))
 

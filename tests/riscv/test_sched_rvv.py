@@ -93,7 +93,8 @@ def test_default_tiles_fill_the_vector_registers():
     from cloudcover.export import sched_rvv
     from cloudcover.export.schedules import Shape, Tile
 
-    assert sched_rvv.default_tile(Shape(16, 32, 144, False)) == Tile(2, 32, 1, "rvv")  # 2 LMUL-8 accumulators
+    assert sched_rvv.default_tile(Shape(12, 192, 96, False)) == Tile(3, 32, 1, "rvv")  # 3 LMUL-8 accumulators
+    assert sched_rvv.default_tile(Shape(16, 32, 144, False)) == Tile(2, 32, 1, "rvv")
     assert sched_rvv.default_tile(Shape(3, 1280, 112, False)) == Tile(1, 32, 1, "rvv")
     assert sched_rvv.default_tile(Shape(32, 16, 144, False)) is None  # 16 channels: the generic tile unless measured
     assert sched_rvv.default_tile(Shape(1, 10, 64, False)) is None
