@@ -95,7 +95,8 @@ def test_default_tiles_fill_the_vector_registers():
 
     assert sched_rvv.default_tile(Shape(12, 192, 96, False)) == Tile(3, 32, 1, "rvv")  # 3 LMUL-8 accumulators
     assert sched_rvv.default_tile(Shape(16, 32, 144, False)) == Tile(2, 32, 1, "rvv")
-    assert sched_rvv.default_tile(Shape(3, 1280, 112, False)) == Tile(1, 32, 1, "rvv")
+    assert sched_rvv.default_tile(Shape(4, 1280, 112, False)) == Tile(2, 32, 1, "rvv")
+    assert sched_rvv.default_tile(Shape(1, 64, 112, False)) == Tile(1, 32, 1, "rvv")
     assert sched_rvv.default_tile(Shape(32, 16, 144, False)) is None  # 16 channels: the generic tile unless measured
     assert sched_rvv.default_tile(Shape(1, 10, 64, False)) is None
     assert Tile(2, 16, 2, "rvv") in sched_rvv.candidate_tiles(Shape(32, 16, 144, False))
