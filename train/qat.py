@@ -15,6 +15,17 @@ float model's min/max over calibration images, as the converters will take them.
 with batch norm in inference mode (its statistics are what the converter folds) and dropout off. The twin is
 only a training device: the fine-tuned float model is an ordinary Keras model, exported as before.
 
+Options, each measured by `python -m cloudcover.export.fidelity_bench --qat-variant` (README):
+- `quantize_weights`: the twin also rounds each kernel to int8 per output channel, as the converters store it.
+- `noise`: the twin's activations get uniform noise of one rounding step, drawn afresh each step, instead of
+  the fixed rounding. The twin's per-image error correlates only ~0.4 with the real int8 model's (rounding is
+  chaotic: any small difference upstream, e.g. TFLite rounding the input normalization, changes every
+  rounding after it), so a twin that always rounds the same image the same way teaches the network that one
+  error pattern rather than insensitivity to rounding in general.
+- `track_ranges`: re-observe the ranges each epoch, as the weights move them; `quantize_output`: round the
+  logits too; `distill`: the twin learns the float model's softmax rather than the label; `margin`: a hinge
+  that keeps the float model's class in the twin by that many logits.
+
 OUT is written in a temp folder and renamed: a copy of RUN with the fine-tuned model.keras and qat.json.
 """
 
