@@ -85,8 +85,7 @@ def _check(name: str, target: str, tmp: Path, every: bool) -> None:
     _, naive = _build(model, target, "naive", tmp / "naive", x)
     assert np.array_equal(naive, ref)
     vector = target == "rv64gcv"
-    tiles = _dw_tiles(model, vector)
-    assert len(tiles) >= 2
+    tiles = _dw_tiles(model, vector)  # (one where only 1 x 8 divides: the odd 3 x 5 x 8 case on rv64gcv)
     for tile in tiles if every else tiles[:2]:
         db = tmp / f"{tile.key()}.json"
         schedule_db.save({schedule_db.target_class(vector): {"*": tile.key()}}, db)
