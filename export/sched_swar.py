@@ -53,6 +53,19 @@ def candidate_tiles(shape, vector: bool) -> list:
     return [t for t in cands if shape.pixels % t.pw == 0 and shape.channels % t.pc == 0]
 
 
+def default_tile(shape, vector: bool):
+    """The SWAR tile for a shape without a recorded choice, or None (then schedules' generic default): the
+    tiles measured best most often on the benchmark models (export/schedules.json), first that fits."""
+    if vector or shape.depthwise or shape.reduction * 128 * 128 >= 2 ** (LANE_BITS - 1):
+        return None
+    from .schedules import Tile
+
+    for t in (Tile(6, 4, 1, PIXELS), Tile(4, 4, 2, PIXELS), Tile(2, 8, 2, PIXELS), Tile(3, 8, 1, CHANNELS)):
+        if shape.pixels % t.pw == 0 and shape.channels % t.pc == 0:
+            return t
+    return None
+
+
 def schedule(func, found, vector: bool, choose):
     """The SWAR schedule of `func` when its chosen tile is one of ours and the kernel fits, else None."""
     from tvm import s_tir

@@ -288,3 +288,15 @@ def test_recorded_swar_tiles_fit_their_shapes():
         assert pixels % tile.pw == 0 and channels % tile.pc == 0, f"{key}: {text} does not divide it"
         assert (tile.pw if tile.variant == sched_swar.PIXELS else tile.pc) % 2 == 0, f"{key}: {text} has no pairs"
         assert k * 128 * 128 < 2 ** 31, f"{key}: reduction too long for int32 lanes"
+
+
+def test_default_tile_fits_or_declines():
+    from cloudcover.export import sched_swar, schedules
+
+    assert sched_swar.default_tile(schedules.Shape(48, 8, 72, False), False) == schedules.Tile(6, 4, 1, "swar")
+    assert sched_swar.default_tile(schedules.Shape(32, 16, 144, False), False) == schedules.Tile(4, 4, 2, "swar")
+    assert sched_swar.default_tile(schedules.Shape(3, 56, 192, False), False) == schedules.Tile(3, 8, 1, "swarc")
+    assert sched_swar.default_tile(schedules.Shape(96, 1, 8, False), False) is None  # one channel
+    assert sched_swar.default_tile(schedules.Shape(48, 16, 9, True), False) is None  # depthwise
+    assert sched_swar.default_tile(schedules.Shape(48, 16, 144, False), True) is None  # RVV
+    assert sched_swar.default_tile(schedules.Shape(48, 16, 2 ** 17, False), False) is None  # lanes could overflow
