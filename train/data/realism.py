@@ -15,6 +15,10 @@ segmenters   the demo's edge UNet (unet_resnet18 alpha 0.25, 30 epochs, lr 3e-3)
              coverage are scored there against manual_hq / gt.
 13band       the classifier on all 13 synthetic bands (box-resized raw DN, the segmentation preparation read
              as a classification set); its synthetic test accuracy only: the shared real samples are RGB.
+stats        brightness (mean, spread, 5/50/95th percentile of red) and texture per label (clear, cloud, thick,
+             thin, shadow) at the model's 96 px, real samples against the synthetic classifier data; and per
+             classifier seed the synthetic test confusion with its errors per cloud morphology and their
+             distance to the nearest class edge (are the errors undecidable labels at the edges?).
 
 Writes OUT/realism.json (every figure and setting), OUT/realism.md (tables) and OUT/realism.png (real
 patches beside synthetic patches of each coverage class). Intermediate data and runs stay in --work, so
