@@ -27,7 +27,8 @@ Options, each measured by `python -m cloudcover.export.fidelity_bench --qat-vari
   lower cloud-cover class by 0.03-0.07 logits on average (15 of 16 flips go one class down), where the twin's
   error is unbiased (|mean| < 0.01). Per-class mean error stays under 0.03, so it is not a per-class offset
   but an under-estimate of the cloudiness the classes are ordered by; input clipping is ruled out (no test
-  pixel leaves the input's calibrated range). Its source (TFLite's MEAN / requantization rounding?) is open.
+  pixel leaves the input's calibrated range) and so are TFLite's MEAN and dense kernels (the last
+  convolution's int8 output, averaged and multiplied in float, already carries it). Its source is open.
 - `track_ranges`: re-observe the ranges each epoch, as the weights move them; `quantize_output`: round the
   logits too; `distill`: the twin learns the float model's softmax rather than the label; `margin`: a hinge
   that keeps the float model's class in the twin by that many logits.
