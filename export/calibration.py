@@ -10,6 +10,14 @@ TFLite has no option for it, so `convert_tflite` splits the converter in two at 
 converter's own quantizer (`mlir_quantize`) on the edited model. The model's input (raw pixels, quantized
 losslessly) and output (the logits: clipping them would turn clear winners into ties) keep min/max.
 For ONNX, onnxruntime's own calibrators do the same job (`onnx_method`).
+
+`+affine` (e.g. `minmax+affine`) also rewrites the model's input Normalization layer, before conversion, as the
+float-identical 1x1 depthwise convolution x / std - mean / std (`affine_normalization`). Why: the converter
+lowers Normalization to SUB and MUL by constants that it quantizes per tensor to int8; the demo's band means
+(173-180) land on a grid of 0.705 pixel levels, off by -0.27 / +0.33 / 0.00 in R / G / B, so every int8 image
+is slightly redder and less green than the float one, a systematic shift that moves near ties one class down
+in cloud cover (measured, README). A depthwise convolution keeps the weights per channel and the offset as an
+int32 bias at 1/127 of a weight step, so only the rounding of the normalized image remains.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ class Calibration:
 
     method: str = "minmax"
     percentile: float = 99.99
+    affine_norm: bool = False  # TFLite: Normalization as a per-channel depthwise conv (module doc)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -49,15 +58,20 @@ class Calibration:
 
     @classmethod
     def parse(cls, spec: str) -> "Calibration":
-        """`minmax`, `mse`, `percentile` or `percentile:99.9`."""
-        name, _, arg = spec.partition(":")
+        """`minmax`, `mse`, `percentile` or `percentile:99.9`, each optionally followed by `+affine`."""
+        base, plus, extra = spec.partition("+")
+        if plus and extra != "affine":
+            raise CloudcoverError(f"bad calibration {spec!r}: the only suffix is +affine (e.g. minmax+affine)")
+        name, _, arg = base.partition(":")
         try:
-            return cls(name, float(arg)) if arg else cls(name)
+            return cls(name, float(arg), bool(plus)) if arg else cls(name, affine_norm=bool(plus))
         except ValueError:
-            raise CloudcoverError(f"bad calibration {spec!r}: expected minmax, mse, percentile or percentile:P") from None
+            raise CloudcoverError(f"bad calibration {spec!r}: expected minmax, mse, percentile or percentile:P, "
+                                  f"optionally +affine") from None
 
     def __str__(self) -> str:
-        return f"percentile:{self.percentile:g}" if self.method == "percentile" else self.method
+        name = f"percentile:{self.percentile:g}" if self.method == "percentile" else self.method
+        return name + ("+affine" if self.affine_norm else "")
 
 
 DEFAULT_CALIBRATION = Calibration("minmax")
@@ -121,6 +135,24 @@ def _observe(buf: bytes, calib: np.ndarray, tensors: list[int], seed: int = 0) -
     return {t: np.concatenate(s) for t, s in samples.items()}
 
 
+def affine_normalization(model: "keras.Model") -> "keras.Model":
+    """`model` with each Normalization layer replaced by the float-identical DepthwiseConv2D(1) computing
+    x * (1 / std) + (-mean / std) per channel; every other layer is shared, not copied (module doc)."""
+    import keras
+
+    def swap(layer):
+        if not isinstance(layer, keras.layers.Normalization):
+            return layer
+        mean = np.asarray(layer.mean, np.float64).reshape(-1)
+        std = np.sqrt(np.maximum(np.asarray(layer.variance, np.float64).reshape(-1), keras.backend.epsilon()))
+        conv = keras.layers.DepthwiseConv2D(1, use_bias=True, name=layer.name)
+        conv.build((None, None, None, mean.size))
+        conv.set_weights([(1.0 / std).reshape(1, 1, -1, 1).astype(np.float32), (-mean / std).astype(np.float32)])
+        return conv
+
+    return keras.models.clone_model(model, clone_function=swap)
+
+
 def int8_converter(model: "keras.Model", calib: np.ndarray):
     """TFLiteConverter set up for full-integer int8 ops, calibrated on `calib` one image at a time."""
     import tensorflow as tf
@@ -138,7 +170,7 @@ def int8_converter(model: "keras.Model", calib: np.ndarray):
 
 def calibrated_ranges(model: "keras.Model", calib: np.ndarray, cal: Calibration) -> tuple[bytes, dict]:
     """The converter's calibrated float model with activation ranges chosen by `cal`, and what changed."""
-    converter = int8_converter(model, calib)
+    converter = int8_converter(affine_normalization(model) if cal.affine_norm else model, calib)
     converter._experimental_calibrate_only = True  # stop after calibration: min/max recorded, nothing quantized
     buf = bytearray(converter.convert())
     slots = _range_slots(bytes(buf))

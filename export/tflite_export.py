@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cloudcover.export.calibration import Calibration, convert_tflite, int8_converter
+from cloudcover.export.calibration import Calibration, affine_normalization, convert_tflite, int8_converter
 from cloudcover.train.errors import CloudcoverError
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def convert_int8(model: "keras.Model", calib: np.ndarray, path: str | Path, cal:
     if cal is not None and cal.method != "minmax":
         Path(path).write_bytes(convert_tflite(model, calib, cal))
         return
-    converter = int8_converter(model, calib)
+    converter = int8_converter(affine_normalization(model) if cal is not None and cal.affine_norm else model, calib)
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     Path(path).write_bytes(converter.convert())

@@ -88,3 +88,57 @@ def test_percentile_ranges_reach_the_quantized_model(tiny, tmp_path):
         assert min(abs(s - want) / want for s in scales) < 0.02
     io_in, io_out = tflite_export.io_quant(path)
     assert io_in.dtype == io_out.dtype == "int8"
+
+
+def test_calibration_specs_with_affine_round_trip():
+    assert Calibration.parse("minmax+affine") == Calibration("minmax", affine_norm=True)
+    assert str(Calibration.parse("percentile:99.9+affine")) == "percentile:99.9+affine"
+    assert str(Calibration.parse("mse")) == "mse"
+    with pytest.raises(CloudcoverError, match="\\+affine"):
+        Calibration.parse("minmax+fold")
+
+
+# The demo's band means and standard deviations: means of 173-180 land off the int8 grid the converter puts
+# the SUB constant on (step 180 / 255 = 0.705 pixel levels).
+NORM_MEAN, NORM_STD = [173.05364, 177.39432, 179.83640], [53.0443, 48.4408, 48.1054]
+
+
+@pytest.fixture(scope="module")
+def normalizer():
+    """pixels -> Normalization -> per-channel spatial mean: the int8 model's output is the mean normalized band."""
+    import keras
+
+    inp = keras.Input((16, 16, 3), name="pixels")
+    out = keras.layers.GlobalAveragePooling2D()(
+        keras.layers.Normalization(mean=NORM_MEAN, variance=[s * s for s in NORM_STD], name="normalize")(inp))
+    model = keras.Model(inp, out)
+    x = np.random.default_rng(2).integers(60, 256, size=(64, 16, 16, 3)).astype(np.float32)  # raw 8-bit pixels
+    return model, x
+
+
+def test_affine_normalization_is_the_same_float_function(normalizer):
+    from cloudcover.export.calibration import affine_normalization
+
+    import keras
+
+    model, x = normalizer
+    swapped = affine_normalization(model)
+    assert not any(isinstance(layer, keras.layers.Normalization) for layer in swapped.layers)
+    want = ((x - np.array(NORM_MEAN)) / np.array(NORM_STD)).mean(axis=(1, 2))  # numpy oracle
+    np.testing.assert_allclose(swapped.predict(x, verbose=0), want, atol=1e-5)
+
+
+def test_affine_normalization_removes_the_int8_per_band_shift(normalizer, tmp_path):
+    """The int8 model's mean error per band, against numpy: the converter's own route shifts R up and G down by
+    the rounding of the mean constants ((173.05 - 172.78) / 53.04 = +0.005, (177.39 - 177.72) / 48.44 = -0.007);
+    the depthwise rewrite leaves only output rounding, unbiased to well under that."""
+    model, x = normalizer
+    want = ((x - np.array(NORM_MEAN)) / np.array(NORM_STD)).mean(axis=(1, 2))
+    bias = {}
+    for spec in ("minmax", "minmax+affine"):
+        path = tmp_path / f"{spec}.tflite"
+        tflite_export.convert_int8(model, x, path, Calibration.parse(spec))
+        _, got = tflite_export.run_int8(path, x)
+        bias[spec] = (got - want).mean(axis=0)
+    assert bias["minmax"][0] > 0.003 and bias["minmax"][1] < -0.004  # the shift this option exists for
+    assert np.abs(bias["minmax+affine"]).max() < 0.0015
