@@ -22,6 +22,8 @@ from __future__ import annotations
 VARIANT = "rvv"
 # LLVM options for this family's kernels only (build_kernels): the vectorizers see 8-register groups
 WIDE_OPTS = ("-riscv-v-register-bit-width-lmul:int=8",)
+# tile variants built with WIDE_OPTS: this family's and sched_depthwise's (its vector tiles were measured with it)
+WIDE_VARIANTS = (VARIANT, "dw")
 # the default for a shape export/schedules.json does not list: 32-channel tiles (LMUL-8 accumulators) only; with
 # the wide option LLVM's SLP vectorizer merges narrower tiles erratically (e.g. two 8-channel pixels into one
 # 16-lane vector built by gathers, 1.1 instr/MAC instead of 0.45), so 16- and 8-channel shapes keep the generic
@@ -89,7 +91,7 @@ def build_kernels(kernels, llvm: dict):
     from tvm import tirx
 
     wide = {gv: f for gv, f in kernels.functions.items()
-            if str((f.attrs or {}).get("cloudcover_tile", "")).endswith("-" + VARIANT)}
+            if str((f.attrs or {}).get("cloudcover_tile", "")).rpartition("-")[2] in WIDE_VARIANTS}
     if not wide or "+v" not in llvm.get("mattr", []):
         return tirx.build(kernels, target=tvm.target.Target(llvm))
     rest = {gv: f for gv, f in kernels.functions.items() if gv not in wide}

@@ -66,12 +66,29 @@ def candidate_tiles(shape: Shape, vector: bool) -> list[Tile]:
         cands = [Tile(4, 16), Tile(8, 16), Tile(2, 16), Tile(4, 32), Tile(2, 32), Tile(8, 8), Tile(4, 8)]
     else:
         cands = [Tile(4, 2), Tile(4, 2, 2), Tile(2, 4), Tile(2, 2), Tile(4, 1), Tile(1, 4), Tile(2, 2, 2)]
-    return [t for t in cands if shape.pixels % t.pw == 0 and shape.channels % t.pc == 0]
+    cands = [t for t in cands if shape.pixels % t.pw == 0 and shape.channels % t.pc == 0]
+    return cands + family_candidates(shape, vector)
+
+
+def family_candidates(shape: Shape, vector: bool) -> list[Tile]:
+    """The schedule families' own candidates for `shape` (their tiles carry the family's variant)."""
+    from . import sched_depthwise, sched_rvv, sched_swar
+
+    if shape.depthwise:
+        return sched_depthwise.candidate_tiles(shape, vector)
+    return sched_rvv.candidate_tiles(shape) if vector else sched_swar.candidate_tiles(shape, vector)
 
 
 def default_tile(shape: Shape, vector: bool) -> Tile:
     """Without a recorded choice: scalar 4 pixels x 2 channels (8 accumulators, 6 operands: no spills), RVV 4 pixels
-    x 16 channels (LLVM's SLP vectorizer turns the unrolled tile into 16-lane vector multiply-accumulates)."""
+    x 16 channels (LLVM's SLP vectorizer turns the unrolled tile into 16-lane vector multiply-accumulates).
+    A scalar shape the SWAR family fits gets its tile (two MACs per multiply; sched_swar.default_tile)."""
+    if not vector:
+        from . import sched_swar
+
+        swar = sched_swar.default_tile(shape, vector)
+        if swar is not None:
+            return swar
     if vector:
         pcs = _divisors_desc(shape.channels, (16, 8))
         if not pcs:
