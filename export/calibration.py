@@ -18,6 +18,9 @@ lowers Normalization to SUB and MUL by constants that it quantizes per tensor to
 is slightly redder and less green than the float one, a systematic shift that moves near ties one class down
 in cloud cover (measured, README). A depthwise convolution keeps the weights per channel and the offset as an
 int32 bias at 1/127 of a weight step, so only the rounding of the normalized image remains.
+`+bc` also applies empirical bias correction (bias_correction.py) to the convolutions, measured on the
+calibration images through this same route; both rewrites happen in `prepare` and change no float weight but
+the batch-norm offsets, so the int8 model is compared with the original float model.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
 SAMPLE_PER_IMAGE = 4096
 OBSERVE_IMAGES = 256
 METHODS = ("minmax", "percentile", "mse")
+SUFFIXES = ("affine", "bc")
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,8 @@ class Calibration:
 
     method: str = "minmax"
     percentile: float = 99.99
-    affine_norm: bool = False  # TFLite: Normalization as a per-channel depthwise conv (module doc)
+    affine_norm: bool = False  # Normalization as a per-channel depthwise conv (module doc)
+    bias_correct: bool = False  # empirical bias correction of the conv biases (bias_correction.py)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -58,20 +63,26 @@ class Calibration:
 
     @classmethod
     def parse(cls, spec: str) -> "Calibration":
-        """`minmax`, `mse`, `percentile` or `percentile:99.9`, each optionally followed by `+affine`."""
-        base, plus, extra = spec.partition("+")
-        if plus and extra != "affine":
-            raise CloudcoverError(f"bad calibration {spec!r}: the only suffix is +affine (e.g. minmax+affine)")
+        """`minmax`, `mse`, `percentile` or `percentile:99.9`, optionally followed by `+affine` and/or `+bc`."""
+        base, *extras = spec.split("+")
+        if any(e not in SUFFIXES for e in extras) or len(set(extras)) != len(extras):
+            raise CloudcoverError(f"bad calibration {spec!r}: suffixes are +affine and +bc (e.g. minmax+affine+bc)")
         name, _, arg = base.partition(":")
+        flags = {"affine_norm": "affine" in extras, "bias_correct": "bc" in extras}
         try:
-            return cls(name, float(arg), bool(plus)) if arg else cls(name, affine_norm=bool(plus))
+            return cls(name, float(arg), **flags) if arg else cls(name, **flags)
         except ValueError:
             raise CloudcoverError(f"bad calibration {spec!r}: expected minmax, mse, percentile or percentile:P, "
-                                  f"optionally +affine") from None
+                                  f"optionally +affine, +bc") from None
 
     def __str__(self) -> str:
         name = f"percentile:{self.percentile:g}" if self.method == "percentile" else self.method
-        return name + ("+affine" if self.affine_norm else "")
+        return name + ("+affine" if self.affine_norm else "") + ("+bc" if self.bias_correct else "")
+
+    @property
+    def rewrites(self) -> bool:
+        """Whether the model is rewritten before conversion (`prepare`)."""
+        return self.affine_norm or self.bias_correct
 
 
 DEFAULT_CALIBRATION = Calibration("minmax")
@@ -153,6 +164,23 @@ def affine_normalization(model: "keras.Model") -> "keras.Model":
     return keras.models.clone_model(model, clone_function=swap)
 
 
+def prepare(model: "keras.Model", calib: np.ndarray, cal: Calibration) -> tuple["keras.Model", Calibration]:
+    """The model to convert under `cal` (its +affine / +bc rewrites applied) and `cal` without them."""
+    from dataclasses import replace
+
+    if not cal.rewrites:
+        return model, cal
+    plain = replace(cal, affine_norm=False, bias_correct=False)
+    if cal.affine_norm:
+        model = affine_normalization(model)
+    if cal.bias_correct:
+        from cloudcover.export.bias_correction import bias_corrected
+        from cloudcover.export.tflite_export import convert_int8
+
+        model = bias_corrected(model, calib, lambda m, c, path: convert_int8(m, c, path, plain))
+    return model, plain
+
+
 def int8_converter(model: "keras.Model", calib: np.ndarray):
     """TFLiteConverter set up for full-integer int8 ops, calibrated on `calib` one image at a time."""
     import tensorflow as tf
@@ -170,7 +198,8 @@ def int8_converter(model: "keras.Model", calib: np.ndarray):
 
 def calibrated_ranges(model: "keras.Model", calib: np.ndarray, cal: Calibration) -> tuple[bytes, dict]:
     """The converter's calibrated float model with activation ranges chosen by `cal`, and what changed."""
-    converter = int8_converter(affine_normalization(model) if cal.affine_norm else model, calib)
+    model, cal = prepare(model, calib, cal)
+    converter = int8_converter(model, calib)
     converter._experimental_calibrate_only = True  # stop after calibration: min/max recorded, nothing quantized
     buf = bytearray(converter.convert())
     slots = _range_slots(bytes(buf))

@@ -4,7 +4,7 @@ per seed and per calibration method, so the chosen method is a measured result a
     .venv/bin/python -m cloudcover.export.fidelity_bench --data demo/dataset --seeds 0,1,2 \
         --methods minmax,percentile:99.99,mse --out reports/fidelity
 
-A method with `+affine` (e.g. `minmax+affine`) measures the Normalization rewrite of calibration.py's doc.
+A method with `+affine` and/or `+bc` (e.g. `minmax+affine+bc`) measures the rewrites of calibration.py's doc.
 
 Trains the demo classifier (the Makefile's DEMO_* settings) once per seed into OUT/runs/seed_N (a finished run
 is reused, an interrupted one resumes), then for each method exports int8 TFLite (reference kernels, the
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cloudcover.export import onnx_export, tflite_export
-from cloudcover.export.calibration import Calibration, affine_normalization, convert_tflite
+from cloudcover.export.calibration import Calibration, convert_tflite, prepare
 from cloudcover.export.export import calibration_images
 from cloudcover.train.atomic import write_text
 from cloudcover.train.errors import CloudcoverError
@@ -112,15 +112,14 @@ def measure(run: Path, data: Path, methods: list[Calibration], calib_samples: in
     accuracy = float(np.mean(np.argmax(ref, axis=1) == y))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        fp32s: dict[bool, Path] = {}
         for cal in methods:
             t0 = time.perf_counter()
-            fp32 = fp32s.get(cal.affine_norm)
-            if fp32 is None:  # +affine: ONNX gets the same rewritten (float-identical) model as TFLite
-                fp32 = fp32s[cal.affine_norm] = Path(tmp) / f"model_fp32_{int(cal.affine_norm)}.onnx"
-                onnx_export.convert_fp32(affine_normalization(model) if cal.affine_norm else model, fp32)
+            # +affine / +bc: TFLite and ONNX both get the rewritten model; agreement is with the original
+            conv_model, plain = prepare(model, calib, cal)
+            fp32 = Path(tmp) / "model_fp32.onnx"
+            onnx_export.convert_fp32(conv_model, fp32)
             tfl = Path(tmp) / "model_int8.tflite"
-            tfl.write_bytes(convert_tflite(model, calib, cal))
+            tfl.write_bytes(convert_tflite(conv_model, calib, plain))
             _, tfl_scores = tflite_export.run_int8(tfl, x, resolver="reference")
             onx = Path(tmp) / "model_int8.onnx"
             onnx_export.quantize_int8(fp32, calib, onx, cal)

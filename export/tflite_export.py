@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cloudcover.export.calibration import Calibration, affine_normalization, convert_tflite, int8_converter
+from cloudcover.export.calibration import Calibration, convert_tflite, int8_converter, prepare
 from cloudcover.train.errors import CloudcoverError
 
 if TYPE_CHECKING:
@@ -47,10 +47,12 @@ def convert_int8(model: "keras.Model", calib: np.ndarray, path: str | Path, cal:
 
     if len(calib) == 0:
         raise CloudcoverError("calibration set is empty: the train split has no images or --calib-samples is 0")
+    if cal is not None and cal.rewrites:
+        model, cal = prepare(model, calib, cal)
     if cal is not None and cal.method != "minmax":
         Path(path).write_bytes(convert_tflite(model, calib, cal))
         return
-    converter = int8_converter(affine_normalization(model) if cal is not None and cal.affine_norm else model, calib)
+    converter = int8_converter(model, calib)
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     Path(path).write_bytes(converter.convert())
