@@ -96,6 +96,17 @@ def logit_rmse(int8_scores: np.ndarray, float_scores: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.asarray(int8_scores, np.float64) - float_scores) ** 2)))
 
 
+def tie_bias(int8_scores: np.ndarray, float_scores: np.ndarray) -> float:
+    """Mean signed error of (logit of the higher class - logit of the lower class) between each image's float
+    top two, classes ordered by index (cloud cover): < 0 means int8 leans toward less cloud. The flips come
+    from a systematic shift when this is large against its spread (calibration.py's doc)."""
+    f = np.asarray(float_scores, np.float64)
+    q = np.asarray(int8_scores, np.float64)
+    top2 = np.argsort(f, axis=1)[:, -2:]
+    hi, lo, i = top2.max(axis=1), top2.min(axis=1), np.arange(len(f))
+    return float(np.mean((q[i, hi] - q[i, lo]) - (f[i, hi] - f[i, lo])))
+
+
 def near_ties(float_scores: np.ndarray, gap: float = 0.1) -> int:
     """Images whose float top-2 logits are closer than `gap`: the ones int8 error can flip."""
     s = np.sort(float_scores, axis=1)
@@ -129,6 +140,7 @@ def measure(run: Path, data: Path, methods: list[Calibration], calib_samples: in
                          "onnx_agreement": a_o, "onnx_flips": f_o, "split": split,
                          "tflite_logit_rmse": logit_rmse(tfl_scores, ref),
                          "onnx_logit_rmse": logit_rmse(onnx_scores, ref),
+                         "tflite_tie_bias": tie_bias(tfl_scores, ref), "onnx_tie_bias": tie_bias(onnx_scores, ref),
                          "float_near_ties_0.1": near_ties(ref),
                          "test_images": int(len(x)), "float_test_accuracy": accuracy,
                          "seconds": round(time.perf_counter() - t0, 1)})
@@ -178,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{row['onnx_agreement'] * 100:>8.2f} %  ({row['tflite_flips']}, {row['onnx_flips']} of "
                       f"{row['test_images']}; float accuracy {row['float_test_accuracy'] * 100:.2f} %; "
                       f"logit rmse {row['tflite_logit_rmse']:.3f}, {row['onnx_logit_rmse']:.3f}; "
+                      f"tie bias {row['tflite_tie_bias']:+.3f}, {row['onnx_tie_bias']:+.3f}; "
                       f"near ties {row['float_near_ties_0.1']})")
     summary = {}
     for name in dict.fromkeys(r["method"] for r in results):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cloudcover.export.fidelity_bench import agreement, main, parse_variant
+from cloudcover.export.fidelity_bench import agreement, main, parse_variant, tie_bias
 from cloudcover.train.errors import CloudcoverError
 
 
@@ -14,6 +14,15 @@ def test_agreement_counts_top1_flips_by_hand():
     ref = np.array([[0.9, 0.1, 0.0], [0.2, 0.5, 0.3], [0.0, 0.0, 1.0], [0.4, 0.6, 0.0]])
     int8 = np.array([[5, 1, 0], [3, 2, 1], [0, 0, 9], [1, 2, 0]])  # image 1 flips from class 1 to class 0
     assert agreement(int8, ref) == (0.75, 1)
+
+
+def test_tie_bias_by_hand():
+    ref = np.array([[1.0, 0.9, 0.0], [0.0, 2.0, 2.1]])
+    # image 0: top two are classes 0, 1: (q1 - q0) - (0.9 - 1.0) = (0.5 - 1.0) + 0.1 = -0.4
+    # image 1: top two are classes 1, 2: (q2 - q1) - (2.1 - 2.0) = (2.0 - 2.2) - 0.1 = -0.3
+    q = np.array([[1.0, 0.5, 3.0], [0.0, 2.2, 2.0]])
+    assert tie_bias(q, ref) == pytest.approx(-0.35)
+    assert tie_bias(ref, ref) == 0.0
 
 
 def test_variant_values_take_the_qat_settings_types():
