@@ -26,6 +26,10 @@ DEMO_TRAIN_FLAGS ?= --alpha 1.5 --epochs 40 --patience 40 --label-smoothing 0.1
 # Then a few epochs of quantization-aware fine-tuning, so the int8 exports keep the float model's class on
 # near-tied images (README: int8 fidelity over training seeds).
 DEMO_QAT_EPOCHS ?= 4
+# min/max ranges; +affine: the input Normalization becomes a per-channel conv (its band means were rounded per
+# tensor: int8 images came out redder); +bc: each conv block's measured mean int8 error leaves its bias (README:
+# int8 fidelity over training seeds)
+DEMO_CALIBRATION ?= minmax+affine+bc
 comma := ,
 
 .PHONY: help setup apt venv qemu demo seg-demo seg-bench test test-fast riscv-build bench kernel-bench zoo-bench tune-demo clean
@@ -99,7 +103,7 @@ $(TRAINED): $(DATASET)
 $(RUN): $(TRAINED)
 	$(CC_CLI) qat --run $(DEMO_DIR)/train --out $(DEMO_DIR)/run --epochs $(DEMO_QAT_EPOCHS)
 $(ART): $(RUN)
-	$(CC_CLI) export --run $(DEMO_DIR)/run --calib-samples 1000 --out $(DEMO_DIR)/artifacts
+	$(CC_CLI) export --run $(DEMO_DIR)/run --calib-samples 1000 --calibration $(DEMO_CALIBRATION) --out $(DEMO_DIR)/artifacts
 $(BUILD_DIR)/model/%/model.json: $(ART)
 	$(CC_CLI) compile --model $(ART) --target $* --out $(BUILD_DIR)/model/$*
 

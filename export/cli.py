@@ -30,7 +30,10 @@ def register(subparsers) -> None:
     p.add_argument("--calibration", default=str(DEFAULT_CALIBRATION), metavar="METHOD",
                    help="how int8 activation ranges are chosen: minmax (the converters' default), percentile[:P] "
                    "(clip to the P-th percentile, default 99.99) or mse (the clip with the least quantization "
-                   "error; onnxruntime's entropy calibrator for ONNX). The model's input and output keep min/max")
+                   "error; onnxruntime's entropy calibrator for ONNX). The model's input and output keep min/max. Suffixes "
+                   "rewrite the model the int8 files come from: +affine turns the input Normalization into a "
+                   "per-channel conv (no per-tensor rounding of the band means), +bc subtracts each conv block's "
+                   "measured mean int8 error from its bias (e.g. minmax+affine+bc, what the demo uses)")
     p.set_defaults(func=run_export)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from cloudcover.export import onnx_export, parity, tflite_export
-from cloudcover.export.calibration import DEFAULT_CALIBRATION, Calibration
+from cloudcover.export.calibration import DEFAULT_CALIBRATION, Calibration, prepare
 from cloudcover.train.atomic import atomic_dir, check_replaceable
 from cloudcover.train.errors import CloudcoverError
 from cloudcover.train.preprocess import load_images, read_dataset
@@ -74,11 +74,20 @@ def export_run(run_dir: str | Path, out: str | Path, calib_samples: int = 200, d
     with atomic_dir(out, "parity.json", "an export folder") as tmp:
         shutil.copy2(run_dir / "model.keras", tmp / "model.keras")
         shutil.copy2(run_dir / "preprocess.json", tmp / "preprocess.json")
+        # +affine / +bc rewrite the model the int8 files are converted from (calibration.prepare); the fp32
+        # ONNX file stays the trained model itself
+        conv_model, plain = prepare(model, calib, calibration)
         log("export: TFLite int8 ...")
-        tflite_export.convert_int8(model, calib, tmp / "model_int8.tflite", calibration)
+        tflite_export.convert_int8(conv_model, calib, tmp / "model_int8.tflite", plain)
         log("export: ONNX fp32 and int8 ...")
         onnx_export.convert_fp32(model, tmp / "model_fp32.onnx")
-        onnx_export.quantize_int8(tmp / "model_fp32.onnx", calib, tmp / "model_int8.onnx", calibration)
+        src = tmp / "model_fp32.onnx"
+        if conv_model is not model:
+            src = tmp / "rewritten_fp32.onnx"
+            onnx_export.convert_fp32(conv_model, src)
+        onnx_export.quantize_int8(src, calib, tmp / "model_int8.onnx", plain)
+        if src.name == "rewritten_fp32.onnx":
+            src.unlink()
         # task, class names and quantization inside the model files too (model_meta): each compiles on its own
         qin, qout = tflite_export.io_quant(tmp / "model_int8.tflite")
         quant = {"task": pre.task, "input": qin.to_json(), "output": qout.to_json(), "class_names": pre.class_names}

@@ -28,7 +28,9 @@ Options, each measured by `python -m cloudcover.export.fidelity_bench --qat-vari
   error is unbiased (|mean| < 0.01). Per-class mean error stays under 0.03, so it is not a per-class offset
   but an under-estimate of the cloudiness the classes are ordered by; input clipping is ruled out (no test
   pixel leaves the input's calibrated range) and so are TFLite's MEAN and dense kernels (the last
-  convolution's int8 output, averaged and multiplied in float, already carries it). Its source is open.
+  convolution's int8 output, averaged and multiplied in float, already carries it). Its sources: the int8
+  Normalization constants and rounding bias in the convolution stack (`cloudcover.export.bias_correction`);
+  `--calibration minmax+affine+bc` removes it (what the demo exports with).
 - `track_ranges`: re-observe the ranges each epoch, as the weights move them; `quantize_output`: round the
   logits too; `distill`: the twin learns the float model's softmax rather than the label; `margin`: a hinge
   that keeps the float model's class in the twin by that many logits.

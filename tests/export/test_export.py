@@ -119,3 +119,32 @@ def test_interrupted_export_leaves_nothing(trained_run, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         export_run(trained_run.run_dir, tmp_path / "art", calib_samples=8, log=interrupt)
     assert list(tmp_path.iterdir()) == []
+
+
+def _first_op(path) -> str:
+    """The builtin operator name of the .tflite's first operator, read from the flatbuffer (`tflite` schema)."""
+    import tflite
+
+    m = tflite.Model.GetRootAsModel(path.read_bytes(), 0)
+    code = m.OperatorCodes(m.Subgraphs(0).Operators(0).OpcodeIndex())
+    names = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
+    return names[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())]
+
+
+def test_rewriting_calibration_keeps_the_fp32_file_and_the_artifact_set(trained_run, exported, tmp_path):
+    """--calibration minmax+affine+bc (the demo's): the int8 files come from the rewritten model (its first op is
+    the Normalization turned into a per-channel conv, where the plain export starts with the converter's SUB of
+    the band means), the fp32 ONNX file is still the trained model, and no intermediate file is left behind."""
+    from cloudcover.riscv.cli import main
+
+    out = tmp_path / "artifacts"
+    assert main(["export", "--run", str(trained_run.run_dir), "--out", str(out), "--calib-samples", "64",
+                 "--calibration", "minmax+affine+bc"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(ARTIFACTS)
+    assert _first_op(exported / "model_int8.tflite") != "DEPTHWISE_CONV_2D"
+    assert _first_op(out / "model_int8.tflite") == "DEPTHWISE_CONV_2D"
+    report = json.loads((out / "parity.json").read_text())
+    rows = {r["backend"]: r for r in report["backends"]}
+    assert rows["onnx fp32"]["max_abs_logit_diff"] < 1e-3
+    for name in ("tflite int8", "onnx int8"):
+        assert rows[name]["agreement"] >= 0.9, rows[name]
