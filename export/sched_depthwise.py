@@ -98,7 +98,7 @@ def schedule(func, found, vector: bool, choose):
 
 
 def _blocked(sch, found, tile, vector: bool):
-    from tvm import tirx
+    from .schedules import epilogue_at, reduction_innermost
 
     out, red, _ = found
     root = sch.get_sblock("root")
@@ -116,19 +116,10 @@ def _blocked(sch, found, tile, vector: bool):
     else:
         sch.reorder(co, xo, xi, ci)
     # the epilogue's multi-use values: per element, at the innermost loop
-    for b in reversed(sch.get_child_blocks(root)):
-        if sch.get(b).same_as(sch.get(out)) or sch.get(b).same_as(sch.get(red)):
-            continue
-        if any(sch.get(u).same_as(sch.get(red)) for u in sch.get_consumers(b)):
-            continue  # an input of the reduction (a padded input) stays a whole buffer
-        sch.compute_at(b, ci, True)
+    epilogue_at(sch, out, red, ci)
     sch.compute_at(red, co if vector else xo, True)
-    ivs = sch.get(red).iter_vars
-    n_sp = sum(int(iv.iter_type) == tirx.IterVar.DataPar for iv in ivs)
-    n_rd = len(ivs) - n_sp
-    own = sch.get_loops(red)[-(n_sp + n_rd):]
-    sp_loops, rd_loops = own[:n_sp], own[n_sp:]
-    sch.reorder(*rd_loops, *sp_loops)
+    sp_loops, rd_loops = reduction_innermost(sch, red)
+    n_sp, n_rd = len(sp_loops), len(rd_loops)
     sch.decompose_reduction(red, rd_loops[0])
     # the tile unrolled, the window's ry, rx loops kept: LLVM unrolls them itself on rv64gc (and shares the
     # overlapping input loads of neighbouring pixels); unrolled by us they defeat the SLP vectorizer on rv64gcv

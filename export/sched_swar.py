@@ -253,7 +253,9 @@ def _replace(func, red, nests, acc):
 def _block(func, tile, pixels: bool):
     """Register-block the packed kernel: schedules._tiled's steps, with the packed axis of the tile halved in
     the accumulator and the decode's lane loop unrolled (its lane becomes a constant)."""
-    from tvm import s_tir, tirx
+    from tvm import s_tir
+
+    from .schedules import epilogue_at, reduction_innermost
 
     sch = s_tir.Schedule(func)
     root = sch.get_sblock("root")
@@ -279,20 +281,10 @@ def _block(func, tile, pixels: bool):
         cq, cl = sch.split(ci, [None, 2])
         sch.unroll(cl)
         inner = cl
-    for b in reversed(sch.get_child_blocks(root)):
-        if sch.get(b).same_as(sch.get(out)) or sch.get(b).same_as(sch.get(red)):
-            continue
-        if any(sch.get(x).same_as(sch.get(red)) for x in sch.get_consumers(b)):
-            continue
-        sch.compute_at(b, inner, True)
+    epilogue_at(sch, out, red, inner)
     sch.compute_at(red, co, True)
-    rloops = sch.get_loops(red)
-    ivs = sch.get(red).iter_vars
-    n_sp = sum(int(iv.iter_type) == tirx.IterVar.DataPar for iv in ivs)
-    n_rd = len(ivs) - n_sp
-    own = rloops[-(n_sp + n_rd):]
-    sp_loops, rd_loops = own[:n_sp], own[n_sp:]
-    sch.reorder(*rd_loops, *sp_loops)
+    sp_loops, rd_loops = reduction_innermost(sch, red)
+    n_sp = len(sp_loops)
     ext = [int(sch.get(lp).extent) for lp in rd_loops]
     if len(rd_loops) >= 2 and ext[-1] <= SHORT_CHANNELS and ext[-2] * ext[-1] >= LONG_LOOP:
         # a short input-channel loop (3 for an RGB stem, 8): LLVM unrolls it completely and its machine scheduler

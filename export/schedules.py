@@ -243,11 +243,33 @@ def schedule_func(func, vector: bool, choose):
         return _schedule_func(func, vector)
 
 
-def _tiled(sch, found, tile: Tile, vector: bool):
+def epilogue_at(sch, out, red, loop) -> None:
+    """The epilogue's multi-use values computed per element at `loop` (the innermost tile loop), as in the
+    naive schedule; an input of the reduction (a padded input) stays a whole buffer."""
+    root = sch.get_sblock("root")
+    for b in reversed(sch.get_child_blocks(root)):
+        if sch.get(b).same_as(sch.get(out)) or sch.get(b).same_as(sch.get(red)):
+            continue
+        if any(sch.get(x).same_as(sch.get(red)) for x in sch.get_consumers(b)):
+            continue
+        sch.compute_at(b, loop, True)
+
+
+def reduction_innermost(sch, red) -> tuple[list, list]:
+    """Reorder the reduction block's own loops: reduction loops outside, its spatial (tile) loops innermost.
+    Returns (spatial loops, reduction loops)."""
     from tvm import tirx
 
+    ivs = sch.get(red).iter_vars
+    n_sp = sum(int(iv.iter_type) == tirx.IterVar.DataPar for iv in ivs)
+    own = sch.get_loops(red)[-len(ivs):]
+    sp_loops, rd_loops = list(own[:n_sp]), list(own[n_sp:])
+    sch.reorder(*rd_loops, *sp_loops)
+    return sp_loops, rd_loops
+
+
+def _tiled(sch, found, tile: Tile, vector: bool):
     out, red, shape = found
-    root = sch.get_sblock("root")
     loops = sch.get_loops(out)
     c = loops[-1]
     co, ci = sch.split(c, [None, tile.pc])
@@ -256,23 +278,10 @@ def _tiled(sch, found, tile: Tile, vector: bool):
         sch.reorder(wo, co, wi, ci)
     else:
         wi = None
-    inner = ci
-    # multi-use epilogue values: per element, at the innermost loop (as in the naive schedule)
-    for b in reversed(sch.get_child_blocks(root)):
-        if sch.get(b).same_as(sch.get(out)) or sch.get(b).same_as(sch.get(red)):
-            continue
-        if any(sch.get(x).same_as(sch.get(red)) for x in sch.get_consumers(b)):
-            continue  # an input of the reduction (a padded input) stays a whole buffer
-        sch.compute_at(b, inner, True)
+    epilogue_at(sch, out, red, ci)
     sch.compute_at(red, co, True)
-    rloops = sch.get_loops(red)
-    ivs = sch.get(red).iter_vars
-    n_sp = sum(int(iv.iter_type) == tirx.IterVar.DataPar for iv in ivs)
-    n_rd = len(ivs) - n_sp
-    own = rloops[-(n_sp + n_rd):]
-    sp_loops, rd_loops = own[:n_sp], own[n_sp:]
-    # reduction loops outside, the tile (spatial) loops innermost
-    sch.reorder(*rd_loops, *sp_loops)
+    sp_loops, rd_loops = reduction_innermost(sch, red)
+    n_sp = len(sp_loops)
     first_rd = rd_loops[0]
     if tile.ku > 1 and int(sch.get(rd_loops[-1]).extent) % tile.ku == 0:
         k_out, k_in = sch.split(rd_loops[-1], [None, tile.ku])
