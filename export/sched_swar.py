@@ -255,7 +255,7 @@ def _block(func, tile, pixels: bool):
     the accumulator and the decode's lane loop unrolled (its lane becomes a constant)."""
     from tvm import s_tir
 
-    from .schedules import epilogue_at, reduction_innermost
+    from .schedules import epilogue_at, reduction_innermost, register_tile
 
     sch = s_tir.Schedule(func)
     root = sch.get_sblock("root")
@@ -292,15 +292,4 @@ def _block(func, tile, pixels: bool):
         # longer loop LLVM keeps rolled, and its addresses stay affine (x[.., x + j // C, j % C] and
         # w[ry, j // C, j % C, f] flatten to base + j).
         rd_loops = [*rd_loops[:-2], sch.fuse(rd_loops[-2], rd_loops[-1])]
-    first_rd = rd_loops[0]
-    if tile.ku > 1 and int(sch.get(rd_loops[-1]).extent) % tile.ku == 0:
-        k_out, k_in = sch.split(rd_loops[-1], [None, tile.ku])
-        if len(rd_loops) == 1:
-            first_rd = k_out
-        sch.unroll(k_in)
-    for lp in sch.get_loops(red)[-n_sp:]:
-        if int(sch.get(lp).extent) > 1:
-            sch.unroll(lp)
-    sch.decompose_reduction(red, first_rd)
-    sch.set_scope(red, 0, "local")
-    return sch.mod["main"].with_attr("cloudcover_tile", tile.key())
+    return register_tile(sch, red, rd_loops, n_sp, tile)

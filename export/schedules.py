@@ -281,18 +281,22 @@ def _tiled(sch, found, tile: Tile, vector: bool):
     epilogue_at(sch, out, red, ci)
     sch.compute_at(red, co, True)
     sp_loops, rd_loops = reduction_innermost(sch, red)
-    n_sp = len(sp_loops)
+    return register_tile(sch, red, rd_loops, len(sp_loops), tile)
+
+
+def register_tile(sch, red, rd_loops: list, n_sp: int, tile: Tile):
+    """The common end of a tiled schedule: the innermost reduction loop unrolled by tile.ku, the n_sp tile loops
+    unrolled, the accumulator initialised before the reduction and kept in a local buffer (registers after
+    unrolling); the PrimFunc carries the chosen tile (tests, model.json)."""
     first_rd = rd_loops[0]
     if tile.ku > 1 and int(sch.get(rd_loops[-1]).extent) % tile.ku == 0:
         k_out, k_in = sch.split(rd_loops[-1], [None, tile.ku])
         if len(rd_loops) == 1:
             first_rd = k_out
         sch.unroll(k_in)
-    tile_loops = sch.get_loops(red)[-n_sp:]
-    for lp in tile_loops:
+    for lp in sch.get_loops(red)[-n_sp:]:
         if int(sch.get(lp).extent) > 1:
             sch.unroll(lp)
     sch.decompose_reduction(red, first_rd)
-    # the accumulator tile: a local buffer (registers after unrolling)
     sch.set_scope(red, 0, "local")
-    return sch.mod["main"].with_attr("cloudcover_tile", tile.key())  # what was chosen (tests, model.json)
+    return sch.mod["main"].with_attr("cloudcover_tile", tile.key())
