@@ -183,18 +183,20 @@ def _schedule_func(func, vector: bool = False):
     from tvm import s_tir
 
     sch = s_tir.Schedule(func)
-    root = sch.get_sblock("root")
-
-    def attempt(fn, *args) -> bool:
-        try:
-            fn(*args)
-            return True
-        except s_tir.ScheduleError:
-            return False
-
     inline_elementwise(sch)
-    _compute_at_output(sch, vector, attempt)
+    _compute_at_output(sch, vector, _attempt)
     return sch.mod["main"]
+
+
+def _attempt(fn, *args) -> bool:
+    """Apply one schedule primitive; False (schedule unchanged) where TVM refuses it for this kernel."""
+    from tvm import s_tir
+
+    try:
+        fn(*args)
+        return True
+    except s_tir.ScheduleError:
+        return False
 
 
 def _is_output(sch, root, b) -> bool:
@@ -211,16 +213,10 @@ def _is_reduction(sch, b) -> bool:
 def inline_elementwise(sch) -> None:
     """Inline every elementwise/injective block into its consumer where that duplicates nothing (step 1 of
     the fused-loop schedule)."""
-    from tvm import ir, s_tir
+    from tvm import ir
 
     root = sch.get_sblock("root")
-
-    def attempt(fn, *args) -> bool:
-        try:
-            fn(*args)
-            return True
-        except s_tir.ScheduleError:
-            return False
+    attempt = _attempt
 
     def is_output(b) -> bool:
         return _is_output(sch, root, b)
