@@ -11,7 +11,9 @@ from cloudcover.train.clihelp import HelpFormatter
 from cloudcover.train.errors import CloudcoverError
 
 AUGMENT_HELP = ("comma-separated augmentations: hflip, vflip, rotation=DEG, width_shift=FRAC, height_shift=FRAC, "
-                "shift=FRAC (both), zoom=FRAC, brightness=FRAC; 'none' for no augmentation")
+                "shift=FRAC (both), zoom=FRAC, brightness=FRAC, and photometric randomization for synthetic "
+                "training data: contrast=FRAC, gamma=G, color=G, blur=W, noise=FRAC (see train/augment.py); "
+                "'none' for no augmentation")
 
 
 

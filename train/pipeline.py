@@ -40,6 +40,8 @@ def augmenter(aug: "Augment", seed: int):
     """A function (images [B,H,W,C], float32) -> augmented images, built from Keras preprocessing layers."""
     import tensorflow as tf
 
+    from cloudcover.train.augment import random_photometric
+
     layers = geometric_layers(aug, seed)
 
     def apply(images: "tf.Tensor") -> "tf.Tensor":
@@ -49,7 +51,7 @@ def augmenter(aug: "Augment", seed: int):
             batch = tf.shape(images)[0]
             factor = tf.random.uniform((batch, 1, 1, 1), 1.0 - aug.brightness, 1.0 + aug.brightness)
             images = images * factor
-        return images
+        return random_photometric(images, aug)
 
     return apply
 

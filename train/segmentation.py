@@ -101,9 +101,10 @@ def load_split(data_dir: str | Path, split: str, pre: "Preprocess", workers: int
 
 def augmenter(aug: "Augment", seed: int):
     """(images [B,H,W,C], masks [B,H,W,1]) -> both moved by the same random geometric transform; brightness
-    changes the image only."""
+    changes the image only, and so do the photometric steps (train/augment.py)."""
     import tensorflow as tf
 
+    from cloudcover.train.augment import random_photometric
     from cloudcover.train.pipeline import geometric_layers
 
     layers = geometric_layers(aug, seed)
@@ -115,7 +116,7 @@ def augmenter(aug: "Augment", seed: int):
         if aug.brightness > 0:
             batch = tf.shape(images)[0]
             images = images * tf.random.uniform((batch, 1, 1, 1), 1.0 - aug.brightness, 1.0 + aug.brightness)
-        return images, masks
+        return random_photometric(images, aug), masks
 
     return apply
 

@@ -50,6 +50,12 @@ class Augment:
     height_shift: float = 0.0
     zoom: float = 0.0  # fraction
     brightness: float = 0.0  # max relative change
+    # photometric domain randomization (train/augment.py), each relative to the image's own mean
+    contrast: float = 0.0  # k ~ U(1 - c, 1 + c) around the mean
+    gamma: float = 0.0  # exponent exp(U(-g, g))
+    color: float = 0.0  # per-band gain exp(U(-c, c))
+    blur: float = 0.0  # max blend weight (0..1) of a 3 x 3 binomial smoothing
+    noise: float = 0.0  # Gaussian noise, standard deviation as a fraction of the mean
 
 
 @dataclass

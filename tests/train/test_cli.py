@@ -12,8 +12,8 @@ def test_parse_augment():
     assert parse_augment("none") == Augment(hflip=False, vflip=False)
     assert parse_augment("hflip,rotation=15,shift=0.1,brightness=0.2") == Augment(
         hflip=True, vflip=False, rotation=15, width_shift=0.1, height_shift=0.1, brightness=0.2)
-    with pytest.raises(CloudcoverError, match="unknown augmentation 'blur'"):
-        parse_augment("blur=1")
+    with pytest.raises(CloudcoverError, match="unknown augmentation 'sharpen'"):
+        parse_augment("sharpen=1")
     with pytest.raises(CloudcoverError, match="zoom needs a number"):
         parse_augment("zoom=big")
 

@@ -35,7 +35,7 @@ import shutil
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +73,16 @@ def real_patches(shared: Path) -> list[RealPatch]:
             name = ref.images[0].parent.name if src.name == "cloudsen12" else "38cloud_" + ref.patch_id.split("_L")[0]
             out.append(RealPatch(name, src.name, ref.images[0], truth, s.valid, coverage.coverage_pct(s.mask, s.valid)))
     return out
+
+
+def _augment_tag(aug) -> str:
+    """Run-folder suffix naming the augmentation when it is not the demo's plain flips ('' when it is)."""
+    from cloudcover.train.training import Augment
+
+    if aug == Augment():
+        return ""
+    return "_aug-" + "-".join(f"{k}{v:g}" if not isinstance(v, bool) else k
+                              for k, v in asdict(aug).items() if v and v is not False)
 
 
 def _done(path: Path) -> bool:
@@ -133,14 +143,14 @@ def _as_classification(seg: Path, out: Path) -> None:
     tmp.rename(out)
 
 
-def _train(data: Path, run: Path, seed: int, epochs: int, input_size: int = 96, **flags) -> float:
+def _train(data: Path, run: Path, seed: int, epochs: int, augment=None, input_size: int = 96, **flags) -> float:
     from cloudcover.train.training import Augment, TrainConfig, train
 
     if _done(run / "model.keras") and _done(run / "train.json"):
         return float("nan")
     t0 = time.perf_counter()
-    train(TrainConfig(data=data, out=run, input_size=input_size, epochs=epochs, seed=seed, augment=Augment(), **flags),
-          verbose=0, resume=False)
+    train(TrainConfig(data=data, out=run, input_size=input_size, epochs=epochs, seed=seed,
+                      augment=augment if augment is not None else Augment(), **flags), verbose=0, resume=False)
     return time.perf_counter() - t0
 
 
@@ -398,10 +408,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seg-epochs", type=int, default=30, help="segmenter epochs (the demo's 30)")
     ap.add_argument("--n", type=int, default=1440, help="synthetic classifier patches (the demo's 1440)")
     ap.add_argument("--seg-n", type=int, default=240, help="synthetic segmenter patches (the demo's 240)")
-    ap.add_argument("--skip", default="", help="comma-separated parts to skip: seg, 13band")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: cls, seg, 13band")
+    ap.add_argument("--augment", default="hflip,vflip",
+                    help="training augmentation of every model, as `cloudcover train --augment` takes it")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from cloudcover.train.cli import parse_augment
     from cloudcover.train.errors import CloudcoverError
 
     patches = real_patches(args.shared)
@@ -411,11 +424,13 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     d = build_data(work, args.n, args.seg_n, progress=not args.quiet)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")] if "cls" not in skip else []
+    aug = parse_augment(args.augment)
+    tag = _augment_tag(aug)
     runs = []
     for seed in seeds:
-        run = work / f"run_cls_n{args.n}_s{seed}_e{args.epochs}"
-        wall = _train(d["cls"], run, seed, args.epochs, **CLASSIFIER)
+        run = work / f"run_cls_n{args.n}_s{seed}_e{args.epochs}{tag}"
+        wall = _train(d["cls"], run, seed, args.epochs, aug, **CLASSIFIER)
         real = classify_real(run, patches)
         m = _test_metrics(run, work)
         runs.append({"seed": seed, "test_accuracy": float(m["accuracy"]), "train_seconds": wall,
@@ -426,16 +441,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"classifier seed {seed}: synthetic test accuracy {100 * runs[-1]['test_accuracy']:.1f} %, real "
               f"{runs[-1]['real_correct']}/{len(real)}: " + ", ".join(
                   f"{r['patch']} {r['true_class']}->{r['predicted_class']}" for r in real), flush=True)
-    report: dict = {"benchmark": "realism", "shared": str(args.shared), "classifier": {
+    report: dict = {"benchmark": "realism", "shared": str(args.shared), "augment": asdict(aug), "classifier": {
         "settings": {**CLASSIFIER, "epochs": args.epochs, "n": args.n, "raw_size": 256, "input_size": 96},
-        "runs": runs, "all_real_correct_on_every_seed": all(r["real_correct"] == len(r["real"]) for r in runs)}}
+        "runs": runs, "all_real_correct_on_every_seed": bool(runs) and all(r["real_correct"] == len(r["real"]) for r in runs)}}
     if "seg" not in skip:
         from cloudcover.train.evaluate import evaluate
 
         segs = []
         for name, data, source in (("38cloud_4band", d["seg38"], "38cloud"), ("cloudsen12_rgb", d["segcs"], "cloudsen12")):
-            run = work / f"run_seg_{name}_n{args.seg_n}_s0_e{args.seg_epochs}"
-            _train(data, run, 0, args.seg_epochs, **SEGMENTER)
+            run = work / f"run_seg_{name}_n{args.seg_n}_s0_e{args.seg_epochs}{tag}"
+            _train(data, run, 0, args.seg_epochs, aug, **SEGMENTER)
             m = evaluate(run, None, work / f"eval_{run.name}", split="test", progress=False)
             rows = segment_real(run, [p for p in patches if p.source == source], work)
             segs.append({"name": name, "seed": 0, "settings": {**SEGMENTER, "epochs": args.seg_epochs, "n": args.seg_n},
@@ -445,8 +460,8 @@ def main(argv: list[str] | None = None) -> int:
                 for r in rows), flush=True)
         report["segmenters"] = segs
     if "13band" not in skip:
-        run = work / f"run_cls13_n{args.seg_n}_s0_e{args.seg_epochs}"
-        _train(d["cls13"], run, 0, args.seg_epochs, **CLASSIFIER)
+        run = work / f"run_cls13_n{args.seg_n}_s0_e{args.seg_epochs}{tag}"
+        _train(d["cls13"], run, 0, args.seg_epochs, aug, **CLASSIFIER)
         acc = _test_accuracy(run, work)
         report["classifier_13band"] = {
             "settings": {**CLASSIFIER, "epochs": args.seg_epochs, "n": args.seg_n, "input_size": 96, "bands": 13},
