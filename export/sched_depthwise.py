@@ -20,6 +20,15 @@ match the weights and spills. On rv64gc the pixels of a tile share the overlappi
 spilled weights). Tiles measured with riscv/kernel_bench on MobileNetV2 (per-kernel profile); the recorded per
 shape choices ("-dw" tiles in schedules.json) override the defaults below.
 
+rv64gc, stride 1, an even number of output rows ("dw2" tiles, the scalar default): rows y and y + 1 share every
+weight and three of their four input rows, so their inputs are packed two int32 lanes per int64 (sched_swar's
+pack_reduction along the rows: P = x[y+ry] + x[y+1+ry] << 32, |lane sum| <= 9 * 2^14) and one mul + add does two
+MACs; the pair is decoded per output (lo = int32(acc), hi = (acc - lo) >> 32) before the requantization.
+Measured on MobileNetV2 (kernel_bench, rv64gc, per-kernel profile): 48 x 48 x 16 4.83 -> 4.10 instructions/MAC,
+24 x 24 x 48 4.95 -> 4.23, 12 x 12 x 96 5.17 -> 4.34 (4 pixels per tile), 6 x 6 x 144 5.17 -> 4.88 (2 pixels).
+Strided convs (the pair's windows share no input row: packing costs more than it saves, measured) and odd row
+counts (3 x 3 maps) keep the one-row "dw" tile.
+
 A pad kernel whose channel loop is too short for a vector (the 3-channel stem input) gets its pixel and channel
 loops fused on rv64gcv: one contiguous row that LLVM vectorizes with a mask (3x fewer instructions). With 16+
 channels the per-pixel copy is already vectorized and the fused, masked row measured slower: left alone.
@@ -32,7 +41,9 @@ them; other kernels without one multiplying reduction keep lowering's schedule.
 from __future__ import annotations
 
 VARIANT = "dw"
+ROWS = "dw2"  # rv64gc: two output rows packed in one int64 (SWAR, sched_swar.pack_reduction along the rows)
 _SCALAR_PW = (2, 1)  # pixels per tile on rv64gc (one channel each): 2 measured better than 4 and 8
+_SCALAR_ROWS_PW = (4, 2, 1)  # pixels per row-pair tile on rv64gc: 4 measured best where it divides the row, then 2
 _VECTOR = ((1, 32), (1, 16), (2, 8), (1, 8))  # (pw, pc) on rv64gcv, best first
 _PAD_ROW_MAX_C = 8  # pads with fewer channels than this get the fused row (vectors of 16 int8 at VLEN 128)
 
@@ -57,6 +68,16 @@ def default_tile(shape, vector: bool):
             if shape.pixels % pw == 0 and shape.channels % pc == 0:
                 return Tile(pw, pc, 1, VARIANT)
         return Tile(1, 1, 1, VARIANT)
+    for pw in _SCALAR_ROWS_PW:
+        if shape.pixels % pw == 0:
+            return Tile(pw, 1, 1, ROWS)
+    return Tile(1, 1, 1, ROWS)
+
+
+def unpacked_tile(shape):
+    """The rv64gc dw tile (one row at a time) of a kernel the row-pair schedule declines (odd rows, stride 2)."""
+    from .schedules import Tile
+
     for pw in _SCALAR_PW:
         if shape.pixels % pw == 0:
             return Tile(pw, 1, 1, VARIANT)
@@ -68,7 +89,7 @@ def candidate_tiles(shape, vector: bool) -> list:
     from .schedules import Tile
 
     cands = ([Tile(pw, pc, 1, VARIANT) for pw, pc in ((1, 32), (2, 32), (1, 16), (2, 16), (4, 16), (2, 8), (1, 8))]
-             if vector else [Tile(pw, 1, 1, VARIANT) for pw in (2, 4, 3, 1)])
+             if vector else [Tile(pw, 1, 1, v) for v in (ROWS, VARIANT) for pw in (2, 4, 3, 1)])
     return [t for t in cands if shape.pixels % t.pw == 0 and shape.channels % t.pc == 0]
 
 
@@ -81,10 +102,18 @@ def schedule(func, found, vector: bool, choose):
     from tvm import s_tir
 
     from .lowering import inline_elementwise
-    from .schedules import _find
+    from .schedules import Tile, _find
 
     shape = found[2]
     tile = choose(shape)
+    if not vector and tile.variant != VARIANT:
+        if tile.variant != ROWS or shape.pixels % tile.pw:
+            tile = default_tile(shape, vector)
+        if tile.variant == ROWS:
+            done = _rows_or_none(func, tile)
+            if done is not None:
+                return done
+            tile = unpacked_tile(shape)  # odd rows or strided: one row at a time
     if tile.variant != VARIANT or shape.pixels % tile.pw or shape.channels % tile.pc:
         if vector and not wide_build():
             return None  # built without LMUL 8 these tiles lose to the generic 4 x 16 (measured): leave it that
@@ -159,3 +188,67 @@ def _pad_rows(func):
     except s_tir.ScheduleError:
         return None
     return sch.mod["main"]
+
+
+def _rows_or_none(func, tile):
+    """The row-pair SWAR dw schedule of `func` (see rows_tiled), or None where it does not fit."""
+    from tvm import s_tir
+
+    from .sched_swar import Declined
+
+    try:
+        return rows_tiled(func, tile)
+    except (Declined, s_tir.ScheduleError):
+        return None
+
+
+def rows_tiled(func, tile):
+    """rv64gc: output rows y, y+1 of a depthwise conv share each weight, so their inputs are packed two int32
+    lanes per int64 (P = x[2q*s+ry] + x[(2q+1)*s+ry] << 32, sched_swar.pack_reduction along the rows): one mul
+    and one add per two MACs. Per output row pair and channel: for xo (PW pixels): PW packed accumulators, the
+    3 x 3 window's loops outside the unrolled pixel tile; then per pixel the two lanes decoded and requantized.
+    Raises sched_swar.Declined (an odd number of output rows, not a depthwise conv, ...)."""
+    from tvm import s_tir
+
+    from .lowering import inline_elementwise
+    from .sched_swar import Declined, pack_reduction
+    from .schedules import _find, epilogue_at, reduction_innermost, register_tile
+
+    sch = s_tir.Schedule(func)
+    inline_elementwise(sch)
+    found = _find(sch)
+    if found is None or not found[2].depthwise:
+        raise Declined("not a depthwise conv")
+    out, red, shape = found
+    loops = sch.get_loops(out)
+    if len(loops) != 4 or int(sch.get(loops[1]).extent) % 2 or shape.pixels % tile.pw:
+        raise Declined("odd rows or a tile that does not divide the row")
+    if not _stride_one(sch.get(red), int(sch.get(loops[1]).extent)):
+        raise Declined("strided: the two rows' windows share no input row (packing costs more than it saves)")
+    packed = pack_reduction(sch.mod["main"], sch.get(red), axis=-3)
+    sch = s_tir.Schedule(packed)
+    sch.compute_inline(sch.get_sblock("swar_decode"))
+    red = sch.get_sblock("swar_acc")
+    outs = sch.get_output_blocks(sch.get_sblock("root"))
+    if len(outs) != 1:
+        raise Declined("several outputs")
+    out = outs[0]
+    _, y, x, c = sch.get_loops(out)
+    yq, yl = sch.split(y, [None, 2])
+    xo, xi = sch.split(x, [None, tile.pw])
+    sch.reorder(yq, c, xo, xi, yl)
+    sch.unroll(yl)
+    epilogue_at(sch, out, red, yl)
+    sch.compute_at(red, xo, True)
+    sp_loops, rd_loops = reduction_innermost(sch, red)
+    return register_tile(sch, red, rd_loops, len(sp_loops), tile)
+
+
+def _stride_one(block, rows: int) -> bool:
+    """Whether the depthwise reduction `block` reads an input only KH - 1 rows taller than its `rows` output rows
+    (stride 1 along the rows: a window row of y + 1 is one of y's, so the packed pair loads 4 rows, not 6)."""
+    from tvm import tirx
+
+    rd = [int(iv.dom.extent) for iv in block.iter_vars if int(iv.iter_type) != tirx.IterVar.DataPar]
+    tall = max((int(r.source.ty.shape[1]) for r in block.reads if len(r.region) == 4), default=0)  # the input's
+    return tall <= rows + rd[0] - 1  # rows (the weights' are KH)

@@ -210,12 +210,21 @@ def _families():
     `schedule(func, found, vector, choose) -> PrimFunc | None` (None: not mine, fall through); `found` is
     _find's (output block, reduction block, Shape) on a fresh schedule of `func` with the epilogue inlined, or
     None for a kernel without one multiplying reduction."""
-    from . import sched_depthwise, sched_rvv, sched_swar
+    from . import sched_depthwise, sched_rvv, sched_swar, sched_table
 
-    return (sched_swar.schedule, sched_rvv.schedule, sched_depthwise.schedule)
+    return (sched_swar.schedule, sched_rvv.schedule, sched_depthwise.schedule, sched_table.schedule)
 
 
 def schedule_func(func, vector: bool, choose):
+    func = _schedule_func_tiled(func, vector, choose)
+    if not vector:  # rv64gc: the requantization epilogue in 5 ops (sched_requant.py; rv64gcv keeps its own)
+        from . import sched_requant
+
+        func = sched_requant.rewrite(func)
+    return func
+
+
+def _schedule_func_tiled(func, vector: bool, choose):
     from tvm import s_tir
 
     from .lowering import _schedule_func, inline_elementwise

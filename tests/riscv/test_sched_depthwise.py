@@ -36,7 +36,8 @@ SHAPES = {
     "edge-dw-s2-24": Case("conv2d", _dw(2), (12, 12, 24)),
     "odd-dw-s1-3x5-8": Case("conv2d", _dw(1), (3, 5, 8)),
 }
-FAST = [("mnv2-dw-s1-16-zp-128", "rv64gcv")]
+FAST = [("mnv2-dw-s1-16-zp-128", "rv64gcv"), ("mnv2-dw-s1-16-zp-128", "rv64gc")]
+PACKS_ROWS = {"mnv2-dw-s1-16-zp-128", "mnv2-dw-s1-96-zp127", "mnv2-dw-s1-144"}  # stride 1, even rows: "dw2" applies
 TARGETS = ("rv64gc", "rv64gcv")
 
 
@@ -74,7 +75,7 @@ def _tiles_used(model: Path, db: str, vector: bool) -> set[str]:
 
 
 def _check(name: str, target: str, tmp: Path, every: bool) -> None:
-    from cloudcover.export import schedule_db
+    from cloudcover.export import sched_depthwise, schedule_db
 
     case = SHAPES[name]
     model = tmp / "model_int8.tflite"
@@ -89,7 +90,11 @@ def _check(name: str, target: str, tmp: Path, every: bool) -> None:
     for tile in tiles if every else tiles[:2]:
         db = tmp / f"{tile.key()}.json"
         schedule_db.save({schedule_db.target_class(vector): {"*": tile.key()}}, db)
-        assert tile.key() in _tiles_used(model, str(db), vector)  # the dw family scheduled it, not another
+        used = _tiles_used(model, str(db), vector)
+        if tile.variant == sched_depthwise.ROWS and name not in PACKS_ROWS:  # strided or odd rows: declined
+            assert tile.key() not in used and any(u.endswith("-dw") for u in used)
+        else:
+            assert tile.key() in used  # the dw family scheduled it, not another
         info, dev = _build(model, target, str(db), tmp / tile.key(), x)
         diff = np.abs(dev.astype(np.int32) - naive.astype(np.int32))
         assert diff.max() == 0, f"{name} {target} tile {tile.key()}: {int((diff > 0).sum())} values differ"
@@ -137,20 +142,24 @@ def test_family_takes_depthwise_convs_only(tmp_path):
     assert found[2] == schedules.Shape(4, 48, 9, True)  # 8 x 8 / 2 = 4 output columns, 48 channels, 3 x 3
     for vector in (False, True):
         default = sched_depthwise.default_tile(found[2], vector)
-        assert default.variant == sched_depthwise.VARIANT
+        assert default.variant == (sched_depthwise.VARIANT if vector else sched_depthwise.ROWS)
         out = sched_depthwise.schedule(func, found, vector, lambda s: Tile(2, 4))  # a generic tile: the dw default
         if vector and not sched_depthwise.wide_build():
             assert out is None  # (rv64gcv without the LMUL-8 build: recorded dw tiles only)
-        else:
+        elif vector:
             assert str(out.attrs["cloudcover_tile"]) == default.key()
+        else:  # a stride-2 conv: the row-pair tile declines, the unpacked dw tile takes it
+            assert str(out.attrs["cloudcover_tile"]) == sched_depthwise.unpacked_tile(found[2]).key() == "2x1-dw"
         out = sched_depthwise.schedule(func, found, vector, lambda s: Tile(2, 16, 1, "dw"))
         assert str(out.attrs["cloudcover_tile"]) == "2x16-dw"
         # the whole schedule, through the families: a depthwise kernel gets a dw tile on either target
         assert str(schedules.schedule_func(func, vector, lambda s: default).attrs["cloudcover_tile"]).endswith("-dw")
     assert sched_depthwise.default_tile(found[2], True) == Tile(1, 16, 1, "dw")  # 48 channels: 3 x 16
     assert sched_depthwise.default_tile(schedules.Shape(6, 192, 9, True), True) == Tile(1, 32, 1, "dw")
-    assert sched_depthwise.default_tile(schedules.Shape(3, 336, 9, True), False) == Tile(1, 1, 1, "dw")
-    assert sched_depthwise.default_tile(schedules.Shape(48, 16, 9, True), False) == Tile(2, 1, 1, "dw")
+    assert sched_depthwise.default_tile(schedules.Shape(3, 336, 9, True), False) == Tile(1, 1, 1, "dw2")
+    assert sched_depthwise.default_tile(schedules.Shape(48, 16, 9, True), False) == Tile(4, 1, 1, "dw2")
+    assert sched_depthwise.default_tile(schedules.Shape(6, 144, 9, True), False) == Tile(2, 1, 1, "dw2")
+    assert sched_depthwise.unpacked_tile(schedules.Shape(3, 336, 9, True)) == Tile(1, 1, 1, "dw")
     dense = [(n, f, found) for n, f, found in _kernels(tmp_path / "d", Case("conv2d", _dense_conv(16), (6, 6, 8)))
              if found is not None]
     (_, func, found), = dense
@@ -196,3 +205,64 @@ def test_stem_pad_row_is_bit_exact_under_qemu(tmp_path):
     _, naive = _build(model, "rv64gcv", "naive", tmp_path / "naive", x)
     _, tuned = _build(model, "rv64gcv", "tuned", tmp_path / "tuned", x)
     assert np.array_equal(naive, ref) and np.array_equal(tuned, ref)
+
+
+def test_row_pairs_decode_hand_case():
+    """Two output rows packed in one int64 (dw2): row 0's sum is negative (-49530, the low lane borrows from the
+    high one), row 1's positive (48390); + bias 5. x rows: 127, -1, -1, 127; weight rows -128, 127, 127."""
+    from cloudcover.export import sched_depthwise
+    from cloudcover.export.schedules import Tile
+
+    from .test_sched_swar import _host, _te_conv
+
+    x = np.zeros((1, 4, 3, 1), np.int8)
+    x[0, 0], x[0, 1], x[0, 2], x[0, 3] = 127, -1, -1, 127
+    w = np.full((3, 3, 1, 1), 127, np.int8)
+    w[0] = -128
+    want = np.array([127 * -128 * 3 - 127 * 6 + 5, -1 * -128 * 3 - 127 * 3 + 127 * 127 * 3 + 5], np.int32)
+    assert want.tolist() == [-49525, 48395]
+    func = sched_depthwise.rows_tiled(_te_conv(4, 3, 1, 1, 3, 1, depthwise=True), Tile(1, 1, 1, "dw2"))
+    assert func.attrs["cloudcover_tile"] == "1x1-dw2"
+    got = _host(func)(x, w, np.array([5], np.int32), np.zeros((1, 2, 1, 1), np.int32))
+    assert np.array_equal(got.ravel(), want)
+
+
+def _np_dw(x, w, b):
+    """int64 depthwise 3x3 'valid' conv, stride 1 (the independent oracle)."""
+    k = w.shape[0]
+    oh, ow = x.shape[1] - k + 1, x.shape[2] - k + 1
+    out = np.zeros((x.shape[0], oh, ow, x.shape[3]), np.int64)
+    for i in range(k):
+        for j in range(k):
+            out += x[:, i:i + oh, j:j + ow, :].astype(np.int64) * w[i, j, 0].astype(np.int64)
+    return out + b.astype(np.int64)
+
+
+@pytest.mark.parametrize("h, w, c", [(50, 10, 16), (8, 26, 48), (14, 8, 96), (8, 8, 144)])
+def test_row_pairs_match_numpy_on_benchmark_shapes(h, w, c):
+    """dw2 tiles (every pixel count that divides the row) on MobileNetV2's stride-1 depthwise shapes (short rows)
+    equal numpy's int64 depthwise conv on random data and on the extremes (-128 / 127 everywhere, rows of
+    alternating sign so the two packed lanes have opposite signs)."""
+    from cloudcover.export import sched_depthwise
+    from cloudcover.export.schedules import Shape
+
+    from .test_sched_swar import _host, _te_conv
+
+    rng = np.random.default_rng(h * w * c)
+    func = _te_conv(h, w, c, c, 3, 1, depthwise=True)
+    xs = [rng.integers(-128, 128, (1, h, w, c)).astype(np.int8), np.full((1, h, w, c), -128, np.int8),
+          np.full((1, h, w, c), 127, np.int8)]
+    alt = np.full((1, h, w, c), 127, np.int8)
+    alt[:, 1::2] = -128
+    xs.append(alt)
+    ws = [rng.integers(-128, 128, (3, 3, 1, c)).astype(np.int8), np.full((3, 3, 1, c), -128, np.int8)]
+    b = rng.integers(-(1 << 20), 1 << 20, c).astype(np.int32)
+    shape = Shape(w - 2, c, 9, True)
+    tiles = [t for t in sched_depthwise.candidate_tiles(shape, False) if t.variant == sched_depthwise.ROWS]
+    assert tiles
+    for tile in tiles:
+        run = _host(sched_depthwise.rows_tiled(func, tile))
+        for x in xs:
+            for wt in ws:
+                got = run(x, wt, b, np.zeros((1, h - 2, w - 2, c), np.int32))
+                assert np.array_equal(got, _np_dw(x, wt, b)), tile.key()

@@ -1,0 +1,256 @@
+"""Scalar (rv64gc) requantization epilogue in 5 integer ops per output, its constants derived once per kernel.
+
+The int8 lowering ends a conv/matmul in TFLite's double-rounding requantization (emit.mbqm, the form of
+requant.mbqm_short with every channel's right shift > 0):
+
+    x = acc + bias[c]                                  # int32 values in int64
+    y = (x * m[c] + 2^30) >> 31                        # SaturatingRoundingDoublingHighMul (m < 2^31)
+    z = (y + half[c] + (y >> 63)) >> r[c]              # RoundingDivideByPOT, half away from 0 (half = 2^(r-1))
+    out = clamp(z + zp) -> int8
+
+Per output that is 8 ops and 4 per-channel constants (+ the 2^30 constant). Two floors nest into one,
+floor((floor(a / 2^31) + d) / 2^r) = floor((a + d * 2^31) / 2^(31+r)) for integers a, d, so
+
+    z = (x * m + 2^30 + (half - [y < 0]) * 2^31) >> (31 + r)
+
+and y < 0 exactly when x * m + 2^30 < 0, i.e. when x < t with t = -floor(2^30 / m) (m > 0; never for m = 0):
+t = 0 for every m > 2^30, t = -1 for m = 2^30 (a power-of-two scale ratio). With x' = acc + bias'[c],
+bias' = bias - t, the sign test is x' < 0, and for x' in int32 -2^31 * [x' < 0] is the single op x' & -2^31:
+
+    x' = acc + bias'[c]
+    z  = (x' * m[c] + k[c] + (x' & -2^31)) >> s[c]
+    k = 2^30 + half * 2^31 + t * m,  s = r + 31
+
+(for m = 0, t = 0: z = (2^30 + half * 2^31 - 2^31 [x' < 0]) >> (31 + r) = 0, as the original form gives.)
+
+5 ops instead of 8 and one constant fewer, equal to requant.multiply_by_quantized_multiplier for every x' in
+int32 (tests/riscv/test_sched_requant.py; |x' * m + k| < 2^63 for r <= 31). The derived vectors bias', k, s
+are computed from the kernel's own parameters by a loop over the channels put first in the kernel (C int64
+values each, a few instructions per channel per call), so the kernel's signature and the weights are unchanged.
+
+`rewrite(func)` applies this to a scheduled kernel whose epilogue has exactly that form (blocks found by the
+pattern of their stored values); any other kernel is returned unchanged. Used on rv64gc only: on rv64gcv the
+epilogue is vectorized across channels (sched_rvv) and is left as it is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ROUND = 1 << 30
+LANE = 31
+MASK = -(1 << LANE)  # x & MASK = -2^31 * [x < 0] for int32 x
+MIN_PIXELS = 64  # outputs per channel below which the per-call derivation (~25 instructions a channel) does not pay
+
+
+def derived(bias, mult, half, right):
+    """numpy: (bias', k, mask, s) from the lowering's per-channel (bias, multiplier, half, right shift)."""
+    bias, mult, half, right = (np.asarray(v, np.int64) for v in (bias, mult, half, right))
+    q = np.where(mult > 0, ROUND // np.maximum(mult, 1), 0)  # -t
+    return bias + q, ROUND + half * (1 << LANE) - q * mult, np.full_like(mult, MASK), right + LANE
+
+
+def requant5(acc, bias_d, mult, k, mask, s):
+    """numpy: z = (x' * m + k + (x' & mask)) >> s with x' = acc + bias' (all int64)."""
+    x = np.asarray(acc, np.int64) + np.asarray(bias_d, np.int64)
+    return (x * np.asarray(mult, np.int64) + k + (x & np.asarray(mask, np.int64))) >> np.asarray(s, np.int64)
+
+
+class _NoMatch(Exception):
+    pass
+
+
+def _is_int(e, value: int) -> bool:
+    from tvm import tirx
+
+    return isinstance(e, tirx.IntImm) and int(e.value) == value
+
+
+def _param_load(e, params) -> bool:
+    """A load of a 1-D int64 kernel parameter (a per-channel constant vector)."""
+    from tvm import ir
+
+    return (isinstance(e, ir.TensorLoad) and len(e.indices) == 1 and str(e.ty) == "int64"
+            and any(e.source.same_as(p) for p in params))
+
+
+def _match_y(value, params):
+    """((A + B[c]) * M[c] + 2^30) >> 31 -> (A, B load, M load)."""
+    from tvm import tirx
+
+    if not (isinstance(value, tirx.RShift) and _is_int(value.b, LANE)):
+        raise _NoMatch
+    add = value.a
+    if not (isinstance(add, tirx.Add) and _is_int(add.b, ROUND) and isinstance(add.a, tirx.Mul)):
+        raise _NoMatch
+    mul = add.a
+    if not (isinstance(mul.a, tirx.Add) and _param_load(mul.b, params) and _param_load(mul.a.b, params)):
+        raise _NoMatch
+    return mul.a.a, mul.a.b, mul.b
+
+
+def _match_z(e, ybuf, params):
+    """(Y + H[c] + (Y >> 63)) >> S[c] with Y loads of `ybuf` -> (Y load, H load, S load); else None."""
+    from tvm import ir, tirx
+
+    if not (isinstance(e, tirx.RShift) and _param_load(e.b, params) and isinstance(e.a, tirx.Add)):
+        return None
+    outer = e.a
+    if not (isinstance(outer.a, tirx.Add) and isinstance(outer.b, tirx.RShift) and _is_int(outer.b.b, 63)):
+        return None
+    y, h, y2 = outer.a.a, outer.a.b, outer.b.a
+    for load in (y, y2):
+        if not (isinstance(load, ir.TensorLoad) and load.source.same_as(ybuf)):
+            return None
+    if not (_param_load(h, params) and len(y.indices) == len(y2.indices)
+            and all(a.same_as(b) for a, b in zip(y.indices, y2.indices))):
+        return None
+    return y, h, e.b
+
+
+def _blocks(body) -> list:
+    import tvm_ffi
+    from tvm import s_tir
+
+    out = []
+
+    def visit(x, v):
+        if isinstance(x, s_tir.SBlock):
+            out.append(x)
+        return v.default_visit(x)
+
+    tvm_ffi.structural_visit(body, visit)
+    return out
+
+
+def _find_sub(expr, pred):
+    """The first sub-expression (pre-order) for which pred returns a value; None if none."""
+    import tvm_ffi
+
+    found = []
+
+    def visit(x, v):
+        if found:
+            return None
+        r = pred(x)
+        if r is not None:
+            found.append((x, r))
+            return None
+        return v.default_visit(x)
+
+    tvm_ffi.structural_visit(expr, visit)
+    return found[0] if found else None
+
+
+def rewrite(func):
+    """`func` with its requantization epilogue in the 5-op form, or `func` unchanged when it has none."""
+    try:
+        return _rewrite(func)
+    except _NoMatch:
+        return func
+
+
+def _rewrite(func):
+    import tvm
+    import tvm_ffi
+    from tvm import ir, s_tir, tirx
+
+    from .lowering import _count
+
+    params = [p for p in func.params if isinstance(p.ty, tirx.BufferType)]
+    blocks = _blocks(func.body)
+    ys = []
+    for b in blocks:
+        if isinstance(b.body, tirx.BufferStore):
+            try:
+                ys.append((b, *_match_y(b.body.value, params)))
+            except _NoMatch:
+                pass
+    if len(ys) != 1:
+        raise _NoMatch
+    yblock, acc, bload, mload = ys[0]
+    ybuf = yblock.body.buffer
+    zs = []
+    for b in blocks:
+        if b.same_as(yblock) or not isinstance(b.body, tirx.BufferStore):
+            continue
+        hit = _find_sub(b.body.value, lambda e: _match_z(e, ybuf, params))
+        if hit is not None:
+            zs.append((b, hit[0], *hit[1]))
+    if len(zs) != 1:
+        raise _NoMatch
+    zblock, zexpr, yload, hload, sload = zs[0]
+    # the intermediate is read nowhere else (then its new value, the 5-op sum before the shift, is private)
+    if _count(func.body, lambda n: isinstance(n, ir.TensorLoad) and n.source.same_as(ybuf)) != 2:
+        raise _NoMatch
+    vec = [bload.source, mload.source, hload.source, sload.source]
+    n = int(vec[0].ty.shape[0])
+    if any(len(v.ty.shape) != 1 or int(v.ty.shape[0]) != n for v in vec):
+        raise _NoMatch
+    bvec, mvec, hvec, svec = vec
+    size = 1
+    for d in params[-1].ty.shape:
+        size *= int(d)
+    if size < MIN_PIXELS * n:
+        raise _NoMatch  # few outputs per channel (a 3 x 3 map): the original epilogue costs less in all
+
+    i64 = "int64"
+    names = ("rq_bias", "rq_k", "rq_shift")
+    new = {nm: tirx.decl_buffer([n], i64, name=nm) for nm in names}
+
+    def load(buf, like):
+        return tirx.BufferLoad(buf, list(like.indices))
+
+    xp = acc + load(new["rq_bias"], bload)
+    yval = xp * mload + load(new["rq_k"], bload) + tirx.bitwise_and(xp, tirx.const(MASK, i64))
+    zval = tirx.shift_right(yload, load(new["rq_shift"], sload))
+
+    allbufs = params + list(func.body.block.alloc_buffers) + list(new.values())
+    bmap = {b: b for b in allbufs}
+
+    def reblock(b, store):
+        tmp = s_tir.SBlock(b.iter_vars, [], [], b.name_hint, store, b.init)
+        reads, writes = s_tir.analysis.get_sblock_read_write_region(tmp, bmap)
+        return s_tir.SBlock(b.iter_vars, reads, writes, b.name_hint, store, b.init, list(b.alloc_buffers),
+                            list(b.match_buffers), b.annotations)
+
+    def on_expr(e, m):
+        return zval if e.same_as(zexpr) else m.default_mutate(e)
+
+    ystore = tirx.BufferStore(ybuf, yval, list(yblock.body.indices))
+    zstore = tvm_ffi.structural_mutate(zblock.body, [(tirx.RShift, on_expr)])
+    repl = {yblock: reblock(yblock, ystore), zblock: reblock(zblock, zstore)}
+
+    def on_block(b, m):
+        for old, nb in repl.items():
+            if b.same_as(old):
+                return nb
+        return m.default_mutate(b)
+
+    realize = func.body
+    root = realize.block
+    body = tvm_ffi.structural_mutate(root.body, [(s_tir.SBlock, on_block)])
+
+    # the derived vectors, once per call: one loop over the channels before everything else
+    c = tirx.Var("v_c", i64)
+    mv = tirx.BufferLoad(mvec, [c])
+    pos = tirx.Cast(i64, mv > tirx.const(0, i64))
+    q = tirx.floordiv(tirx.const(ROUND, i64), tirx.max(mv, tirx.const(1, i64))) * pos
+    stores = [
+        tirx.BufferStore(new["rq_bias"], tirx.BufferLoad(bvec, [c]) + q, [c]),
+        tirx.BufferStore(new["rq_k"], tirx.const(ROUND, i64) + tirx.shift_left(tirx.BufferLoad(hvec, [c]),
+                                                                                  tirx.const(LANE, i64)) - q * mv, [c]),
+        tirx.BufferStore(new["rq_shift"], tirx.BufferLoad(svec, [c]) + tirx.const(LANE, i64), [c]),
+    ]
+    ivs = [tirx.IterVar(tvm.ir.Range(0, tirx.const(n, i64)), c, tirx.IterVar.DataPar)]
+    pre_body = tirx.SeqStmt(stores)
+    tmp = s_tir.SBlock(ivs, [], [], "rq_derive", pre_body)
+    reads, writes = s_tir.analysis.get_sblock_read_write_region(tmp, bmap)
+    pre_block = s_tir.SBlock(ivs, reads, writes, "rq_derive", pre_body)
+    lv = tirx.Var("l_c", i64)
+    pre = tirx.For(lv, tirx.const(0, i64), tirx.const(n, i64), tirx.ForKind.SERIAL,
+                   s_tir.SBlockRealize([lv], True, pre_block))
+    items = [pre] + (list(body.seq) if isinstance(body, tirx.SeqStmt) else [body])
+    block = s_tir.SBlock(root.iter_vars, root.reads, root.writes, root.name_hint, tirx.SeqStmt(items), root.init,
+                         list(root.alloc_buffers) + list(new.values()), root.match_buffers, root.annotations)
+    return func.with_body(s_tir.SBlockRealize(realize.iter_values, realize.predicate, block))

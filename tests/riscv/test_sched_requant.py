@@ -1,0 +1,116 @@
+"""The rv64gc requantization epilogue (export/sched_requant.py) is TFLite's double rounding, bit for bit.
+
+The 5-op form is checked against the reference MultiplyByQuantizedMultiplier (requant.py: SRDHM then
+RoundingDivideByPOT, written after gemmlowp, an implementation independent of the fold) on random and extreme
+accumulators, multipliers at the edges QuantizeMultiplier can produce (2^30: an exact power-of-two ratio, where
+the sign test moves by one; 2^31 - 1; 0) and every right shift 1..31; a hand-worked case pins the fold. Then a
+MobileNetV2-like block (1x1 expand, depthwise 3x3, 1x1 project) compiled for rv64gc with the rewrite, run under
+the plugin QEMU, equals TFLite's reference kernels, and the rewrite is seen to have applied (and not on rv64gcv)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cloudcover.export import sched_requant as sr
+from cloudcover.export.int8ops import requant as rq
+
+from .conftest import needs_device
+from .test_int8_ops import Case, _convert, _inputs, _layers, _reference
+
+
+def _check(acc, bias, mult, right):
+    acc, bias, mult, right = np.broadcast_arrays(*(np.asarray(v, np.int64) for v in (acc, bias, mult, right)))
+    half = (np.int64(1) << right) >> 1
+    want = rq.multiply_by_quantized_multiplier(acc + bias, mult, -right)
+    bias_d, k, mask, s = sr.derived(bias, mult, half, right)
+    got = sr.requant5(acc, bias_d, mult, k, mask, s)
+    bad = np.nonzero(want != got)[0]
+    assert bad.size == 0, (f"{bad.size} differ, e.g. acc {acc[bad[0]]} bias {bias[bad[0]]} m {mult[bad[0]]} "
+                           f"r {right[bad[0]]}: {got[bad[0]]} != {want[bad[0]]}")
+
+
+def test_hand_worked_fold():
+    # x = -3, m = 2^30 (0.5), r = 1: SRDHM gives floor((-3 * 2^30 + 2^30) / 2^31) = -1; RDPOT(-1, 1) = -1 / 2
+    # rounded half away from zero = -1. Fold: t = -1, bias' = 1, x' = -2, k = 2^30 + 2^31 - 2^30 = 2^31,
+    # (-2 * 2^30 + 2^31 - 2^31) >> 32 = -2^31 >> 32 = -1.
+    bias_d, k, mask, s = sr.derived([0], [1 << 30], [1], [1])
+    assert (int(bias_d[0]), int(k[0]), int(mask[0]), int(s[0])) == (1, 1 << 31, -(1 << 31), 32)
+    assert int(sr.requant5([-3], bias_d, [1 << 30], k, mask, s)[0]) == -1
+    assert int(rq.multiply_by_quantized_multiplier([-3], [1 << 30], [-1])[0]) == -1
+
+
+@pytest.mark.parametrize("right", list(range(1, 32)))
+def test_fold_equals_double_rounding(right):
+    rng = np.random.default_rng(right)
+    n = 20000
+    mult = rng.integers(1 << 30, 1 << 31, n)
+    mult[:2000] = 1 << 30
+    mult[2000:2500] = (1 << 31) - 1
+    mult[2500:3000] = 0
+    mult[3000:3500] = rng.integers(1, 1 << 30, 500)  # not from QuantizeMultiplier, still exact
+    bias = rng.integers(-(1 << 20), 1 << 20, n)
+    acc = np.concatenate([rng.integers(-64, 64, n // 4) - bias[:n // 4],  # x near 0, where the signs matter
+                          rng.integers(-(1 << 16), 1 << 16, n // 4),
+                          rng.integers(-(1 << 30), 1 << 30, n // 4),
+                          # ties: x * m a multiple of 2^(30 + r) away from the rounding points
+                          ((rng.integers(-(1 << 12), 1 << 12, n - 3 * (n // 4)) << min(max(right - 1, 0), 17)))
+                          - bias[3 * (n // 4):]])
+    _check(acc, bias, mult, right)
+    edges = np.array([-(1 << 31) + (1 << 20) + 1, (1 << 31) - (1 << 20) - 2, -1, 0, 1, -2])
+    for m in (0, 1 << 30, (1 << 30) + 1, (1 << 31) - 1):
+        _check(edges, 0, m, right)
+        _check(edges - (1 << 20), 1 << 20, m, right)
+
+
+def _mnv2_block(x):
+    L = _layers()
+    y = L.ReLU(6.0)(L.Conv2D(48, 1)(x))
+    y = L.ReLU(6.0)(L.DepthwiseConv2D(3, padding="same")(y))
+    return L.Conv2D(8, 1)(y)
+
+
+CASE = Case("conv2d", _mnv2_block, (10, 10, 8))
+
+
+def _kernels(model: Path, vector: bool):
+    from tvm import tirx
+
+    from cloudcover.export import int8_lowering, lowering, relax_import
+
+    mod, _ = int8_lowering.lower_int8(relax_import.import_model(model))
+    low = lowering.lower(mod, schedule="tuned", vector=vector)
+    return {gv.name_hint: f for gv, f in low.functions.items() if isinstance(f, tirx.PrimFunc)}
+
+
+def _rewritten(f) -> bool:
+    from cloudcover.export.lowering import _count
+
+    return _count(f.body, lambda n: getattr(n, "name", None) == "rq_k") > 0
+
+
+def test_rewrite_applies_to_scalar_convs_only(tmp_path):
+    model = tmp_path / "model_int8.tflite"
+    _convert(CASE, model)
+    scalar = {k for k, f in _kernels(model, False).items() if _rewritten(f)}
+    assert sum(k.startswith("fused_conv2d") for k in scalar) == 3, sorted(scalar)
+    assert not any(_rewritten(f) for f in _kernels(model, True).values())
+
+
+@needs_device
+def test_rewritten_block_is_bit_exact_under_qemu(tmp_path):
+    from cloudcover.export.compile import compile_model
+    from cloudcover.riscv import qemu, toolchain
+
+    model = tmp_path / "model_int8.tflite"
+    _convert(CASE, model)
+    x = _inputs(CASE.shape)
+    ref = _reference(model, x)
+    assert len({r.tobytes() for r in ref}) > 1
+    compile_model(model, "rv64gc", tmp_path / "model", log=lambda m: None, compute="int8")
+    exe = toolchain.build_infer(tmp_path / "model", tmp_path / "cmake", "rv64gc")
+    raw = qemu.run_infer(qemu.find_emulator(), exe, "rv64gc", x.tobytes(), tmp_path / "qemu", count=False).output
+    dev = np.frombuffer(raw, np.int8).reshape(len(x), -1)
+    assert np.array_equal(dev, ref.reshape(len(x), -1))
