@@ -5,7 +5,8 @@ RoundingDivideByPOT, written after gemmlowp, an implementation independent of th
 accumulators, multipliers at the edges QuantizeMultiplier can produce (2^30: an exact power-of-two ratio, where
 the sign test moves by one; 2^31 - 1; 0) and every right shift 1..31; a hand-worked case pins the fold. Then a
 MobileNetV2-like block (1x1 expand, depthwise 3x3, 1x1 project) compiled for rv64gc with the rewrite, run under
-the plugin QEMU, equals TFLite's reference kernels, and the rewrite is seen to have applied (and not on rv64gcv)."""
+the plugin QEMU, equals TFLite's reference kernels with each kind of accumulator (int32, SWAR pixel/row pairs,
+channel pairs: the bias is folded into its start), and the rewrite is seen to have applied (not on rv64gcv)."""
 
 from __future__ import annotations
 
@@ -100,7 +101,11 @@ def test_rewrite_applies_to_scalar_convs_only(tmp_path):
 
 
 @needs_device
-def test_rewritten_block_is_bit_exact_under_qemu(tmp_path):
+@pytest.mark.parametrize("star", [None, "2x4-swarc", "2x4", "2x2-swar", "2x1-dw"])
+def test_rewritten_block_is_bit_exact_under_qemu(star, tmp_path):
+    """Through every accumulator form the bias can start in: int32 (generic and one-row dw tiles), SWAR lanes of
+    one channel (pixel pairs; the depthwise row pairs of the default) and of two channels (channel pairs)."""
+    from cloudcover.export import schedule_db
     from cloudcover.export.compile import compile_model
     from cloudcover.riscv import qemu, toolchain
 
@@ -109,7 +114,12 @@ def test_rewritten_block_is_bit_exact_under_qemu(tmp_path):
     x = _inputs(CASE.shape)
     ref = _reference(model, x)
     assert len({r.tobytes() for r in ref}) > 1
-    compile_model(model, "rv64gc", tmp_path / "model", log=lambda m: None, compute="int8")
+    db = "tuned"
+    if star is not None:
+        db = str(tmp_path / "db.json")
+        schedule_db.save({"scalar": {"*": star}}, db)
+    info = compile_model(model, "rv64gc", tmp_path / "model", log=lambda m: None, compute="int8", schedules=db)
+    assert info["int8_compute"]
     exe = toolchain.build_infer(tmp_path / "model", tmp_path / "cmake", "rv64gc")
     raw = qemu.run_infer(qemu.find_emulator(), exe, "rv64gc", x.tobytes(), tmp_path / "qemu", count=False).output
     dev = np.frombuffer(raw, np.int8).reshape(len(x), -1)
