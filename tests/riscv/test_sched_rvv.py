@@ -174,3 +174,46 @@ def test_rvv_kernels_are_built_apart_with_wide_register_groups(tmp_path):
     assert sched_rvv.build_kernels(tvm.IRModule({"conv_plain": mod["conv_plain"]}), llvm).__class__ is not sched_rvv._Joined
     scalar = sched_rvv.build_kernels(mod, get_target("rv64gc").llvm)  # a scalar target: one plain build
     assert scalar.__class__ is not sched_rvv._Joined
+
+
+# MobileNetV2's narrow and tiny-spatial 1x1 shapes with the tiles export/schedules.json records for them (channel
+# rows of 48, 56 or 112 lanes that the SLP vectorizer splits into 32 + 16 (+ 8), reductions unrolled by 2 or 4)
+NARROW = {
+    "mnv2-pw1x1-336-56-3px": (Case("conv2d", _conv(56, 1, 1), (3, 3, 336)), ("1x56u4-rvv", "1x56u2-rvv")),
+    "mnv2-pw1x1-56-336-3px": (Case("conv2d", _conv(336, 1, 1), (3, 3, 56), "zp-128"), ("1x48u4-rvv", "1x112u2-rvv")),
+    "mnv2-pw1x1-336-112-3px": (Case("conv2d", _conv(112, 1, 1), (3, 3, 336), "zp127"), ("1x112u4-rvv", "1x56u2-rvv")),
+    "mnv2-pw1x1-144-24-6px": (Case("conv2d", _conv(24, 1, 1), (6, 6, 144)), ("6x8u2-rvv", "2x24u4-rvv")),
+    "mnv2-pw1x1-8-48-48px": (Case("conv2d", _conv(48, 1, 1), (12, 12, 8)), ("1x48-rvv", "1x48u4-rvv")),
+}
+
+
+@needs_device
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if i == 0 else pytest.mark.slow)
+                                  for i, n in enumerate(NARROW)])
+def test_narrow_channel_tiles_are_bit_exact(name, tmp_path):
+    """The recorded narrow-channel tiles compute what the naive schedule and TFLite's reference kernels compute."""
+    from cloudcover.export import sched_rvv, schedule_db, schedules
+    from cloudcover.export.schedules import Tile
+
+    case, keys = NARROW[name]
+    model = tmp_path / "model_int8.tflite"
+    _convert(case, model)
+    x = _inputs(case.shape)
+    ref = _reference(model, x)
+    assert len({r.tobytes() for r in ref}) > 1
+    _, naive = _build(model, "naive", tmp_path / "naive", x)
+    assert np.array_equal(naive, ref)
+    from cloudcover.export import int8_lowering, lowering, relax_import
+
+    mod, _ = int8_lowering.lower_int8(relax_import.import_model(model))
+    (shape,) = schedules.kernel_shapes(lowering.lower(mod, schedule=False, pads_alone=True)).values()
+    for key in keys:
+        assert Tile.parse(key) in sched_rvv.candidate_tiles(shape), f"--tune would not try {key}"
+        db = tmp_path / f"{key}.json"
+        schedule_db.save({"vector": {shape.key(): key}}, db)
+        tiles = {str(f.attrs["cloudcover_tile"]) for f in lowering.lower(mod, schedule=str(db), vector=True).functions.values()
+                 if f.attrs is not None and "cloudcover_tile" in f.attrs}
+        assert tiles == {key}, f"the conv kernel was scheduled with {tiles}, not {key}"
+        _, dev = _build(model, str(db), tmp_path / key, x)
+        diff = np.abs(dev.astype(np.int32) - ref.astype(np.int32))
+        assert diff.max() == 0, f"{name} tile {key}: {int((diff > 0).sum())} values differ from TFLite's reference"
