@@ -28,9 +28,16 @@ int32 (tests/riscv/test_sched_requant.py; |x' * m + k| < 2^63 for r <= 31). The 
 are computed from the kernel's own parameters by a loop over the channels put first in the kernel (C int64
 values each, a few instructions per channel per call), so the kernel's signature and the weights are unchanged.
 
+Where the accumulator is a buffer of its own set to 0 before the reduction, it starts at bias' instead (int32;
+SWAR lanes of one channel: bias' * (1 + 2^32); of two channels: bias'[2q] + bias'[2q+1] << 32), so x' is the
+decoded accumulator itself: 4 ops per output (mul, add, and, add) and the shift.
+
 `rewrite(func)` applies this to a scheduled kernel whose epilogue has exactly that form (blocks found by the
 pattern of their stored values); any other kernel is returned unchanged. Used on rv64gc only: on rv64gcv the
-epilogue is vectorized across channels (sched_rvv) and is left as it is.
+epilogue is vectorized across channels (sched_rvv) and is left as it is. Measured with riscv/kernel_bench
+(rv64gc, 0 LSB): MobileNetV2 34.45 M -> 33.80 M instructions per inference with the fold alone, -0.2 M more with
+the bias in the accumulator; per-call derivation costs ~25 instructions a channel, so kernels with fewer than
+MIN_PIXELS outputs per channel (3 x 3 maps) keep the original epilogue (measured slower there).
 """
 
 from __future__ import annotations
