@@ -145,3 +145,36 @@ def test_synth_json_says_what_each_scene_holds(tmp_path):
     rows = json.loads((out / "synth.json").read_text())["patches"]
     assert all(r["morphology"] in (*MORPHOLOGIES, "none") and 0 <= r["snow_pct"] <= r["bright_ground_pct"] <= 100 for r in rows)
     assert all(r["morphology"] == "none" or r["target_pct"] > 0 for r in rows)
+
+
+def test_grey_decks_are_the_same_cloud_dimmed_by_the_drawn_factor(monkeypatch):
+    """A grey deck keeps its shape, label and opacity; only its brightness drops, by one factor in GREY_DECK."""
+    from cloudcover.train.data import synth_clouds
+
+    style = _style(morphology_p=ONLY["stratiform"])
+
+    def clouds(p: float):
+        monkeypatch.setattr(synth_clouds, "GREY_DECK_P", p)
+        return synth_clouds.make_clouds(np.random.default_rng(4), style, 50.0, 96, 96)
+
+    plain, grey = clouds(0.0), clouds(1.0)
+    np.testing.assert_array_equal(plain.mask, grey.mask)
+    np.testing.assert_array_equal(plain.alpha, grey.alpha)
+    ratio = grey.bright / plain.bright
+    lo, hi = synth_clouds.GREY_DECK
+    assert lo <= ratio.min() and ratio.max() <= hi
+    assert ratio.max() - ratio.min() < 1e-5  # one factor for the whole deck
+
+
+@pytest.mark.parametrize("morph", ["cumulus", "stratiform", "mixed"])
+def test_labelled_cloud_is_mostly_semi_transparent_around_opaque_cores(morph):
+    """Opaque cores are at most a quarter of the labelled cloud (core share drawn in 5-25 %), and opacity
+    rises from the label edge, so the typical labelled pixel lets the ground show through."""
+    from cloudcover.train.data.synth_clouds import make_clouds
+
+    for seed in range(3):
+        c = make_clouds(np.random.default_rng(seed), _style(morphology_p=ONLY[morph]), 40.0, 128, 128)
+        a = c.alpha[c.mask != coverage.CLEAR]
+        assert (a >= a.max() - 1e-5).mean() <= 0.25 + 1e-3  # the cores, at the cloud's full opacity
+        assert np.median(a) < 0.8
+        assert a.min() >= 0.27  # the label starts where the cloud is faint but visible (edge opacity >= 0.28)

@@ -1,7 +1,8 @@
 """Realism benchmark: train the demo models on synthetic scenes only, then read the real samples with them.
 
     python -m cloudcover.train.data.realism [--shared ../shared/data] [--work /tmp/cloudcover_realism]
-        [--out reports/realism] [--seeds 0] [--epochs 40] [--n 1440] [--skip seg,13band]
+        [--out reports/realism] [--seeds 0] [--epochs 40] [--n 1440] [--skip cls,seg,13band]
+        [--augment hflip,vflip,contrast=0.4,...]
 
 classifier   `data synth --format cloudsen12 --n 1440 --size 256` -> `data prepare --size 96` -> `train --model
              edge_cnn --alpha 1.5 --epochs 40 --patience 40 --label-smoothing 0.1` (the demo's chain), per seed;
@@ -19,6 +20,11 @@ stats        brightness (mean, spread, 5/50/95th percentile of red) and texture 
              thin, shadow) at the model's 96 px, real samples against the synthetic classifier data; and per
              classifier seed the synthetic test confusion with its errors per cloud morphology and their
              distance to the nearest class edge (are the errors undecidable labels at the edges?).
+
+--augment       the training augmentation of every model here (`cloudcover train --augment`; default the demo's
+             flips); photometric randomization (train/augment.py) is what a synthetic-only model may need.
+             Runs with other augmentation get their own folders in --work. --skip cls trains no classifier
+             (to iterate on the segmenters alone).
 
 Writes OUT/realism.json (every figure and setting), OUT/realism.md (tables) and OUT/realism.png (real
 patches beside synthetic patches of each coverage class). Intermediate data and runs stay in --work, so
