@@ -47,8 +47,9 @@ import numpy as np
 ROUND = 1 << 30
 LANE = 31
 MASK = -(1 << LANE)  # x & MASK = -2^31 * [x < 0] for int32 x
-# MobileNetV2's 1x1 convs over 8 channels (SWAR 2 x 6 tiles) measured slower with the accumulators started at the
-# bias (LLVM spills more: 3.87 -> 4.40 instructions/MAC); every longer reduction measured faster (kernel_bench)
+# MobileNetV2's 1x1 convs over 8 channels in SWAR pixel-pair tiles (2 x 6) measured slower with the accumulators
+# started at the bias (LLVM spills more: 3.87 -> 4.40 instructions/MAC); in channel-pair tiles ("swarco") and on
+# every longer reduction it measured faster (kernel_bench)
 MIN_INIT_REDUCTION = 8
 MIN_PIXELS = 64  # outputs per channel below which the per-call derivation (~25 instructions a channel) does not pay
 
@@ -297,10 +298,10 @@ def _bias_in_init(blocks, acc, n: int, bias, bias2):
             for iv in b.iter_vars:
                 if int(iv.iter_type) != tirx.IterVar.DataPar:
                     k *= int(iv.dom.extent)
-    if k <= MIN_INIT_REDUCTION:
-        return None
     st = inits[0].body
     dtype, last = str(buf.ty.dtype), int(buf.ty.shape[-1])
+    if dtype == "int64" and last == n and k <= MIN_INIT_REDUCTION:
+        return None  # pixel-pair lanes over a short reduction: measured slower (below)
     c = st.indices[-1]
     if dtype == "int32" and last == n:
         value = tirx.Cast("int32", tirx.BufferLoad(bias, [c]))

@@ -101,7 +101,7 @@ def test_rewrite_applies_to_scalar_convs_only(tmp_path):
 
 
 @needs_device
-@pytest.mark.parametrize("star", [None, "2x4-swarc", "2x4", "2x2-swar", "2x1-dw"])
+@pytest.mark.parametrize("star", [None, "2x4-swarc", "2x2-swarco", "2x4", "2x2-swar", "2x1-dw"])
 def test_rewritten_block_is_bit_exact_under_qemu(star, tmp_path):
     """Through every accumulator form the bias can start in: int32 (generic and one-row dw tiles), SWAR lanes of
     one channel (pixel pairs; the depthwise row pairs of the default) and of two channels (channel pairs)."""

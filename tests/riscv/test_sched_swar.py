@@ -109,6 +109,7 @@ SHAPES = {
     "edge-pw1x1-48-384": (2, 4, 48, 384, 1, 1),
     "mnv2-pw1x1-96": (3, 12, 16, 96, 1, 1),
     "mnv2-p3-pw1x1-56": (3, 3, 192, 56, 1, 1),
+    "mnv2-pw1x1-8-48": (3, 12, 8, 48, 1, 1),  # the 8 -> 48 expansion: "swarco" candidates (short reduction)
     "unet-conv3x3-8-k72": (5, 14, 8, 8, 3, 1),  # input channels 8: the window column and channels fused
     "unet-stem7x7-s2-16": (9, 29, 3, 16, 7, 2),
 }
@@ -139,6 +140,26 @@ def _tiles(h, w, cin, cout, k, stride):
 @pytest.mark.parametrize("name", ["resnet8-conv3x3-16", "mnv2-p3-pw1x1-56", "unet-conv3x3-8-k72"])
 def test_swar_kernels_match_numpy(name):
     _check_numpy(name, every=False)
+
+
+def test_channel_outer_tiles_match_numpy():
+    """"swarco" (channel pairs, the channel tile outside the pixel loop) on the 8 -> 48 expansion, every data
+    pattern pair: the packed weights live across the pixel loop, the lanes still decode exactly."""
+    from cloudcover.export import sched_swar
+
+    h, w, cin, cout, k, stride = SHAPES["mnv2-pw1x1-8-48"]
+    keys = [t for t in _tiles(h, w, cin, cout, k, stride) if t.endswith("-" + sched_swar.CHANNELS_OUTER)]
+    assert keys == ["2x2-swarco", "1x2-swarco", "4x2-swarco"]
+    func = _te_conv(h, w, cin, cout, k, stride)
+    rng = np.random.default_rng(8)
+    for key in keys:
+        run = _host(_swar(func, key))
+        for xk in ("random", "min", "max", "alternate"):
+            for wk in ("random", "min", "max", "alternate"):
+                x, wt = _data(rng, (1, h, w, cin), xk), _data(rng, (k, k, cin, cout), wk)
+                b = rng.integers(-2 ** 20, 2 ** 20, cout).astype(np.int32)
+                got = run(x, wt, b, np.zeros((1, h, w, cout), np.int32))
+                assert np.array_equal(got.astype(np.int64), _np_conv(x, wt, b, stride)), f"{key} x={xk} w={wk}"
 
 
 @pytest.mark.slow
