@@ -15,15 +15,18 @@ epilogue per tile); only the tile and the LLVM option differ, so results are bit
 (tests/riscv/test_sched_rvv.py). This family takes a kernel when its recorded tile is an "-rvv" one
 (export/schedules.json, measured per shape), or when the generic default would apply and the shape has a
 multiple of 32 channels; a recorded generic tile is left to schedules.py, depthwise kernels to sched_depthwise.py.
+A "-rvvq" tile is the same tile with the requantization epilogue rewritten to int32 lanes (sched_rvv_requant.py,
+exact); it is recorded only for the shapes where it measured fewer instructions.
 """
 
 from __future__ import annotations
 
 VARIANT = "rvv"
+NARROW = "rvvq"  # the same tile with the requantization epilogue in int32 lanes (sched_rvv_requant.py)
 # LLVM options for this family's kernels only (build_kernels): the vectorizers see 8-register groups
 WIDE_OPTS = ("-riscv-v-register-bit-width-lmul:int=8",)
 # tile variants built with WIDE_OPTS: this family's and sched_depthwise's (its vector tiles were measured with it)
-WIDE_VARIANTS = (VARIANT, "dw")
+WIDE_VARIANTS = (VARIANT, NARROW, "dw")
 # the default for a shape export/schedules.json does not list: 32-channel tiles (LMUL-8 accumulators) only; with
 # the wide option LLVM's SLP vectorizer merges narrower tiles erratically (e.g. two 8-channel pixels into one
 # 16-lane vector built by gathers, 1.1 instr/MAC instead of 0.45), so 16- and 8-channel shapes keep the generic
@@ -35,7 +38,7 @@ _CANDS = ((32, 3), (32, 2), (32, 1), (16, 6), (16, 4), (16, 2), (8, 8), (8, 6), 
 # a whole 48- to 112-channel row (LLVM's SLP vectorizer splits it into 32 + 16 (+ 8) lanes), the long reduction
 # unrolled by 2 or 4; measured (kernel_bench) 1.87 -> 0.81 instr/MAC for 1x1 336 -> 56 at 3 x 3 pixels, where the
 # 8-channel tiles that fit 3-pixel rows were all that was tried before
-_NARROW_CANDS = ((48, 1), (56, 1), (112, 1), (24, 2))
+_NARROW_CANDS = ((48, 1), (56, 1), (112, 1), (24, 2), (48, 2))
 _NARROW_KU = (1, 2, 4)
 
 
@@ -56,6 +59,7 @@ def candidate_tiles(shape) -> list:
     cands = [Tile(pw, pc, ku, VARIANT) for pc, pw in _CANDS for ku in (1, 2)]
     cands += [Tile(pw, pc, ku, VARIANT) for pc, pw in _NARROW_CANDS for ku in _NARROW_KU
               if Tile(pw, pc, ku, VARIANT) not in cands]
+    cands += [Tile(pw, pc, 1, NARROW) for pc, pw in _CANDS + _NARROW_CANDS]
     return [t for t in cands if shape.channels % t.pc == 0 and shape.pixels % t.pw == 0 and not shape.depthwise]
 
 
@@ -71,7 +75,7 @@ def schedule(func, found, vector: bool, choose):
     if shape.depthwise:
         return None
     tile = choose(shape)
-    if tile.variant != VARIANT:
+    if tile.variant not in (VARIANT, NARROW):
         if tile != schedules.default_tile(shape, True):
             return None  # a recorded generic tile (or another family's): not ours
         tile = default_tile(shape)
@@ -85,9 +89,14 @@ def schedule(func, found, vector: bool, choose):
     if again is None:
         return None
     try:
-        return schedules._tiled(sch, again, tile, True)
+        done = schedules._tiled(sch, again, tile, True)
     except s_tir.ScheduleError:
         return None
+    if tile.variant == NARROW:
+        from .sched_rvv_requant import narrow_epilogue
+
+        done = narrow_epilogue(done)
+    return done
 
 
 def build_kernels(kernels, llvm: dict):

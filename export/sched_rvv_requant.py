@@ -1,0 +1,212 @@
+"""rv64gcv: the requantization epilogue of a conv/matmul kernel in int32 lanes, except the one 64-bit product.
+
+The int8 lowering ends a conv/matmul in TFLite's double-rounding requantization (int8ops/emit.mbqm, every
+channel's right shift r >= 1), in int64 elements:
+
+    y = ((acc + bias[c]) * m[c] + 2^30) >> 31           # SaturatingRoundingDoublingHighMul, m < 2^31
+    z = (y + half[c] + (y >> 63)) >> r[c]               # RoundingDivideByPOT, half = 2^(r-1), 1 <= r <= 31
+    out = clamp(z + zp) -> int8
+
+On RVV (VLEN 128) LLVM vectorizes that per channel tile with int64 lanes: 16 per LMUL-8 group and a sign
+extension, a vsetvli toggle and a narrowing step around each of them. Here only the product stays 64-bit:
+
+    x = acc + bias                                      # int32, as TFLite adds the bias
+    y = int32(((int64) x * m + 2^30) >> 31)             # |x * m / 2^31| < 2^31: exact in int32
+    z = (y >> r) + (uint32(y & (2^r - 1)) + uint32(half + (y >> 31))) >>u r
+
+The second line of z is RoundingDivideByPOT without overflow for every int32 y: with y = q * 2^r + rem
+(0 <= rem < 2^r), floor((y + half - [y < 0]) / 2^r) = q + floor((rem + half - [y < 0]) / 2^r), and
+0 <= rem + half - [y < 0] < 2^r + 2^(r-1) <= 2^32 - 2^30 because half >= 1 (r >= 1). So z equals the int64
+form for every y; z fits int32 (|z| <= 2^30) and is handed back widened, so the clamp that follows is the
+same expression, and LLVM folds sext/trunc pairs: the epilogue's vector code runs at e32 (measured with
+kernel_bench, see sched_rvv.build_kernels). x in int32 is what TFLite's reference kernels compute (they add the
+bias in int32), so results agree with them wherever their int32 arithmetic does not overflow.
+
+Measured per shape (kernel_bench): fewer instructions where a 16- or 32-channel tile's epilogue ran in int64
+(the stem, 16 -> 96 and 32 -> 192 1x1 convs), more where LLVM had folded the int64 form well; so it is a tile
+variant ("-rvvq", sched_rvv.py) recorded where it wins, not a default. LLVM still vectorizes it 16 lanes at a
+time (the 64-bit product sets the factor), which is why it wins little.
+
+`narrow_epilogue(func)` rewrites a scheduled kernel whose epilogue has exactly the two forms above (found by
+their expression pattern: the y block's stored value and the z sub-expression reading y); any other kernel
+(a channel with r = 0 gives emit.mbqm's masked form; residual adds; pooling) is returned unchanged. Only the
+expressions change: the blocks, buffers and the kernel's signature stay, so the schedule's loops are kept.
+"""
+
+from __future__ import annotations
+
+ROUND = 1 << 30
+
+
+def requant32(acc, bias, mult, half, right):
+    """numpy twin of the rewritten epilogue (int32 lanes, one int64 product): z before the zero point."""
+    import numpy as np
+
+    acc, bias, mult, half, right = (np.asarray(v, np.int64) for v in (acc, bias, mult, half, right))
+    x = ((acc + bias + (1 << 31)) % (1 << 32)) - (1 << 31)  # int32 addition (wraps as the lanes do)
+    y = (x * mult + ROUND) >> 31
+    rem = y & ((np.int64(1) << right) - 1)
+    up = (rem + ((half + (y >> 31)) % (1 << 32))) % (1 << 32)  # uint32 lanes
+    return (y >> right) + (up >> right)
+
+
+class _NoMatch(Exception):
+    pass
+
+
+def _int(e, value: int) -> bool:
+    from tvm import tirx
+
+    return isinstance(e, tirx.IntImm) and int(e.value) == value
+
+
+def _dtype(e) -> str:
+    return str(e.ty)
+
+
+def _param_load(e, params):
+    """The int32/int64 per-channel parameter load under `e` (a load, or a cast of one), else None."""
+    from tvm import ir, tirx
+
+    inner = e.value if isinstance(e, tirx.Cast) else e
+    if isinstance(inner, ir.TensorLoad) and len(inner.indices) == 1 and any(inner.source.same_as(p) for p in params) \
+            and _dtype(inner) in ("int32", "int64"):
+        return e
+    return None
+
+
+def _as32(e):
+    """`e` (int64 holding an int32 value: a widened int32 expression or a parameter) as an int32 expression."""
+    from tvm import tirx
+
+    if isinstance(e, tirx.Cast) and _dtype(e.value) == "int32":
+        return e.value
+    return e if _dtype(e) == "int32" else tirx.Cast("int32", e)
+
+
+def _match_y(value, params):
+    """((int64(acc) + bias) * m + 2^30) >> 31 -> (acc int32 expression, bias, m)."""
+    from tvm import tirx
+
+    if not (isinstance(value, tirx.RShift) and _int(value.b, 31) and _dtype(value) == "int64"):
+        raise _NoMatch
+    add = value.a
+    if not (isinstance(add, tirx.Add) and _int(add.b, ROUND) and isinstance(add.a, tirx.Mul)):
+        raise _NoMatch
+    mul = add.a
+    if not (isinstance(mul.a, tirx.Add) and _param_load(mul.b, params) is not None):
+        raise _NoMatch
+    acc, bias = mul.a.a, mul.a.b
+    if not (isinstance(acc, tirx.Cast) and _dtype(acc.value) == "int32" and _param_load(bias, params) is not None):
+        raise _NoMatch
+    return acc.value, bias, mul.b
+
+
+def _match_z(e, ybuf, params):
+    """(y + half + (y >> 63)) >> r with y loads of `ybuf` -> (y load, half, r); None when `e` is not that."""
+    from tvm import ir, tirx
+
+    if not (isinstance(e, tirx.RShift) and _dtype(e) == "int64" and _param_load(e.b, params) is not None):
+        return None
+    s = e.a
+    if not (isinstance(s, tirx.Add) and isinstance(s.a, tirx.Add) and isinstance(s.b, tirx.RShift)):
+        return None
+    y, half = s.a.a, s.a.b
+    y2 = s.b.a
+    if not (isinstance(y, ir.TensorLoad) and y.source.same_as(ybuf) and isinstance(y2, ir.TensorLoad)
+            and y2.source.same_as(ybuf) and _int(s.b.b, 63) and _param_load(half, params) is not None):
+        return None
+    return y, half, e.b
+
+
+def _blocks(body) -> list:
+    import tvm_ffi
+    from tvm import s_tir
+
+    out = []
+
+    def visit(x, v):
+        if isinstance(x, s_tir.SBlock):
+            out.append(x)
+        return v.default_visit(x)
+
+    tvm_ffi.structural_visit(body, visit)
+    return out
+
+
+def _find(expr, pred):
+    import tvm_ffi
+
+    found = []
+
+    def visit(x, v):
+        if found:
+            return None
+        r = pred(x)
+        if r is not None:
+            found.append((x, r))
+            return None
+        return v.default_visit(x)
+
+    tvm_ffi.structural_visit(expr, visit)
+    return found[0] if found else None
+
+
+def narrow_epilogue(func):
+    """`func` with its requantization epilogue in int32 lanes (module doc), or `func` unchanged."""
+    try:
+        return _rewrite(func)
+    except _NoMatch:
+        return func
+
+
+def _rewrite(func):
+    import tvm_ffi
+    from tvm import s_tir, tirx
+
+    params = [p for p in func.params if isinstance(p.ty, tirx.BufferType)]
+    blocks = _blocks(func.body)
+    ys = []
+    for b in blocks:
+        if isinstance(b.body, tirx.BufferStore):
+            try:
+                ys.append((b, *_match_y(b.body.value, params)))
+            except _NoMatch:
+                pass
+    if len(ys) != 1:
+        raise _NoMatch
+    yblock, acc, bias, mult = ys[0]
+    ybuf = yblock.body.buffer
+    zs = []
+    for b in blocks:
+        if b.same_as(yblock) or not isinstance(b.body, tirx.BufferStore):
+            continue
+        hit = _find(b.body.value, lambda e: _match_z(e, ybuf, params))
+        if hit is not None:
+            zs.append((b, hit[0], *hit[1]))
+    if len(zs) != 1:
+        raise _NoMatch
+    zblock, zexpr, yload, half, right = zs[0]
+
+    i32, i64, u32 = "int32", "int64", "uint32"
+    x = acc + _as32(bias)
+    y = tirx.Cast(i32, tirx.shift_right(tirx.Cast(i64, x) * mult + tirx.const(ROUND, i64), tirx.const(31, i64)))
+    y32 = tirx.Cast(i32, yload)
+    r = _as32(right)
+    rem = tirx.bitwise_and(y32, tirx.shift_left(tirx.const(1, i32), r) - tirx.const(1, i32))
+    up = tirx.Cast(u32, rem) + tirx.Cast(u32, _as32(half) + tirx.shift_right(y32, tirx.const(31, i32)))
+    z = tirx.shift_right(y32, r) + tirx.Cast(i32, tirx.shift_right(up, tirx.Cast(u32, r)))
+
+    def on_block(b, m):
+        if b.same_as(yblock):
+            store = tirx.BufferStore(ybuf, tirx.Cast(i64, y), list(b.body.indices))
+            return s_tir.SBlock(b.iter_vars, b.reads, b.writes, b.name_hint, store, b.init, list(b.alloc_buffers),
+                                list(b.match_buffers), b.annotations)
+        if b.same_as(zblock):
+            body = tvm_ffi.structural_mutate(
+                b.body, [(tirx.RShift, lambda e, mm: tirx.Cast(i64, z) if e.same_as(zexpr) else mm.default_mutate(e))])
+            return s_tir.SBlock(b.iter_vars, b.reads, b.writes, b.name_hint, body, b.init, list(b.alloc_buffers),
+                                list(b.match_buffers), b.annotations)
+        return m.default_mutate(b)
+
+    return func.with_body(tvm_ffi.structural_mutate(func.body, [(s_tir.SBlock, on_block)]))
