@@ -41,6 +41,7 @@ them; other kernels without one multiplying reduction keep lowering's schedule.
 from __future__ import annotations
 
 VARIANT = "dw"
+NARROW = "dwq"  # rv64gcv: a dw tile with the requantization epilogue in int32 lanes (sched_rvv_requant.py)
 ROWS = "dw2"  # rv64gc: two output rows packed in one int64 (SWAR, sched_swar.pack_reduction along the rows)
 _SCALAR_PW = (2, 1)  # pixels per tile on rv64gc (one channel each): 2 measured better than 4 and 8
 _SCALAR_ROWS_PW = (4, 2, 1)  # pixels per row-pair tile on rv64gc: 4 measured best where it divides the row, then 2
@@ -114,16 +115,25 @@ def schedule(func, found, vector: bool, choose):
             if done is not None:
                 return done
             tile = unpacked_tile(shape)  # odd rows or strided: one row at a time
+    narrow = vector and tile.variant == NARROW  # rv64gcv: the same tile, its epilogue in int32 lanes
+    if narrow:
+        tile = Tile(tile.pw, tile.pc, tile.ku, VARIANT)
     if tile.variant != VARIANT or shape.pixels % tile.pw or shape.channels % tile.pc:
+        narrow = False
         if vector and not wide_build():
             return None  # built without LMUL 8 these tiles lose to the generic 4 x 16 (measured): leave it that
         tile = default_tile(shape, vector)
     sch = s_tir.Schedule(func)
     inline_elementwise(sch)
     try:
-        return _blocked(sch, _find(sch), tile, vector)
+        done = _blocked(sch, _find(sch), tile, vector)
     except s_tir.ScheduleError:
         return None  # a layout this schedule does not cover: the generic schedules take it
+    if narrow and done is not None:
+        from .sched_rvv_requant import narrow_epilogue
+
+        done = narrow_epilogue(done).with_attr("cloudcover_tile", Tile(tile.pw, tile.pc, tile.ku, NARROW).key())
+    return done
 
 
 def _blocked(sch, found, tile, vector: bool):

@@ -26,7 +26,7 @@ NARROW = "rvvq"  # the same tile with the requantization epilogue in int32 lanes
 # LLVM options for this family's kernels only (build_kernels): the vectorizers see 8-register groups
 WIDE_OPTS = ("-riscv-v-register-bit-width-lmul:int=8",)
 # tile variants built with WIDE_OPTS: this family's and sched_depthwise's (its vector tiles were measured with it)
-WIDE_VARIANTS = (VARIANT, NARROW, "dw")
+WIDE_VARIANTS = (VARIANT, NARROW, "dw", "dwq")
 # the default for a shape export/schedules.json does not list: 32-channel tiles (LMUL-8 accumulators) only; with
 # the wide option LLVM's SLP vectorizer merges narrower tiles erratically (e.g. two 8-channel pixels into one
 # 16-lane vector built by gathers, 1.1 instr/MAC instead of 0.45), so 16- and 8-channel shapes keep the generic

@@ -19,6 +19,14 @@ def _conv(c, k, s):
     return lambda x: _layers().Conv2D(c, k, strides=s, padding="same")(x)
 
 
+def _dw(s):
+    def build(x):
+        y = _layers().DepthwiseConv2D(3, strides=s, padding="same")(x)
+        return _layers().ReLU(6.0)(y)
+
+    return build
+
+
 def _dense(c):
     return lambda x: _layers().Dense(c)(_layers().Flatten()(x))
 
@@ -187,6 +195,9 @@ NARROW = {
     # "-rvvq": the same tiles with the int32-lane requantization epilogue (sched_rvv_requant.py)
     "mnv2-stem-3x3s2-16": (Case("conv2d", _conv(16, 3, 2), (12, 12, 3), "zp-128"), ("3x16u3-rvvq",)),
     "mnv2-pw1x1-16-96": (Case("conv2d", _conv(96, 1, 1), (6, 6, 16), "zp127"), ("3x32-rvvq", "2x48-rvvq")),
+    # "-dwq": sched_depthwise's vector tiles with that epilogue
+    "mnv2-dw-s1-16": (Case("conv2d", _dw(1), (8, 8, 16), "zp-128"), ("2x16-dwq",)),
+    "mnv2-dw-s1-144": (Case("conv2d", _dw(1), (6, 6, 144), "zp127"), ("1x48-dwq",)),
 }
 
 

@@ -38,18 +38,30 @@ def test_requant32_equals_tflite_at_the_int32_extremes():
 
 
 
-def test_rvvq_tile_rewrites_the_epilogue_in_int32(tmp_path):
+def test_rvvq_and_dwq_tiles_rewrite_the_epilogue_in_int32(tmp_path):
+    """"-rvvq" / "-dwq" kernels carry the rewrite (uint32 lanes in their TIR); "-rvv" / "-dw" kernels do not."""
+    from cloudcover.export.schedules import Tile
+
+    from .test_int8_ops import Case
+    from .test_sched_rvv import _conv, _dw
+
+    for case, q_tile, plain_tile in ((Case("conv2d", _conv(32, 1, 1), (6, 6, 16)), Tile(2, 32, 1, "rvvq"),
+                                      Tile(2, 32, 1, "rvv")),
+                                     (Case("conv2d", _dw(1), (6, 6, 16)), Tile(2, 16, 1, "dwq"), Tile(2, 16, 1, "dw"))):
+        _check_rewrite(tmp_path / q_tile.variant, case, q_tile, plain_tile)
+
+
+def _check_rewrite(tmp_path, case, q_tile, plain_tile):
     import tvm_ffi
     from tvm import tirx
 
     from cloudcover.export import int8_lowering, lowering, relax_import, schedules
-    from cloudcover.export.schedules import Tile
 
-    from .test_int8_ops import Case, _convert
-    from .test_sched_rvv import _conv
+    from .test_int8_ops import _convert
 
+    tmp_path.mkdir()
     model = tmp_path / "m.tflite"
-    _convert(Case("conv2d", _conv(32, 1, 1), (6, 6, 16)), model)
+    _convert(case, model)
     mod, _ = int8_lowering.lower_int8(relax_import.import_model(model))
     low = lowering.lower(mod, schedule=False, pads_alone=True)
     (name, _), = schedules.kernel_shapes(low).items()
@@ -66,7 +78,7 @@ def test_rvvq_tile_rewrites_the_epilogue_in_int32(tmp_path):
         tvm_ffi.structural_visit(f.body, visit)
         return len(n)
 
-    q = schedules.schedule_func(func, True, lambda s: Tile(2, 32, 1, "rvvq"))
-    plain = schedules.schedule_func(func, True, lambda s: Tile(2, 32, 1, "rvv"))
-    assert str(q.attrs["cloudcover_tile"]) == "2x32-rvvq"
+    q = schedules.schedule_func(func, True, lambda s: q_tile)
+    plain = schedules.schedule_func(func, True, lambda s: plain_tile)
+    assert str(q.attrs["cloudcover_tile"]) == q_tile.key()
     assert casts(q, "uint32") > 0 and casts(plain, "uint32") == 0
