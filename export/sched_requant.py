@@ -37,8 +37,8 @@ pattern of their stored values); any other kernel is returned unchanged. Used on
 epilogue is vectorized across channels (sched_rvv) and is left as it is. Measured with riscv/kernel_bench
 (rv64gc, 0 LSB): MobileNetV2 34.45 M -> 33.80 M instructions per inference with the fold alone, -0.2 M more with
 the bias in the accumulator; per-call derivation costs ~25 instructions a channel, so kernels with fewer than
-MIN_PIXELS outputs per channel (3 x 3 maps) keep the original epilogue (measured slower there; a threshold of 16
-gained 0.3 % on MobileNetV2's 6 x 6 maps but lost 0.4 % on edge_cnn's long-reduction 6 x 6 layers).
+MIN_PIXELS outputs per channel keep the original epilogue (measured slower on 3 x 3 maps; 6 x 6 maps gain where the
+reduction is short, K <= 32, and lost 0.4 % on edge_cnn's long-reduction 6 x 6 layers).
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ MASK = -(1 << LANE)  # x & MASK = -2^31 * [x < 0] for int32 x
 # every longer reduction it measured faster (kernel_bench)
 MIN_INIT_REDUCTION = 8
 MIN_PIXELS = 64  # outputs per channel below which the per-call derivation (~25 instructions a channel) does not pay
+MIN_PIXELS_SHORT, SHORT_REDUCTION = 16, 32  # ... and for reductions this short (the epilogue weighs more): 6 x 6 maps
 
 
 def derived(bias, mult, half, right):
@@ -203,7 +204,8 @@ def _rewrite(func):
     size = 1
     for d in params[-1].ty.shape:
         size *= int(d)
-    if size < MIN_PIXELS * n:
+    short = _reduction_length(blocks) <= SHORT_REDUCTION
+    if size < (MIN_PIXELS_SHORT if short else MIN_PIXELS) * n:
         raise _NoMatch  # few outputs per channel (a 3 x 3 map): the original epilogue costs less in all
 
     i64 = "int64"
@@ -330,3 +332,20 @@ def _loads(expr) -> list:
 
     tvm_ffi.structural_visit(expr, visit)
     return out
+
+
+def _reduction_length(blocks) -> int:
+    """The longest reduction (product of a block's reduction extents) among `blocks`."""
+    from tvm import tirx
+
+    best = 0
+    for b in blocks:
+        k = 1
+        red = False
+        for iv in b.iter_vars:
+            if int(iv.iter_type) != tirx.IterVar.DataPar:
+                k *= int(iv.dom.extent)
+                red = True
+        if red:
+            best = max(best, k)
+    return best
