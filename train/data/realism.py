@@ -2,7 +2,7 @@
 
     python -m cloudcover.train.data.realism [--shared ../shared/data] [--work /tmp/cloudcover_realism]
         [--out reports/realism] [--seeds 0] [--epochs 40] [--n 1440] [--skip cls,seg,13band]
-        [--augment hflip,vflip,contrast=0.4,...]
+        [--augment hflip,vflip,contrast=0.4,...] [--seg-seeds 0,1]
 
 classifier   `data synth --format cloudsen12 --n 1440 --size 256` -> `data prepare --size 96` -> `train --model
              edge_cnn --alpha 1.5 --epochs 40 --patience 40 --label-smoothing 0.1` (the demo's chain), per seed;
@@ -414,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seg-epochs", type=int, default=30, help="segmenter epochs (the demo's 30)")
     ap.add_argument("--n", type=int, default=1440, help="synthetic classifier patches (the demo's 1440)")
     ap.add_argument("--seg-n", type=int, default=240, help="synthetic segmenter patches (the demo's 240)")
+    ap.add_argument("--seg-seeds", default="0", help="segmenter training seeds, comma-separated (default 0)")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: cls, seg, 13band")
     ap.add_argument("--augment", default="hflip,vflip",
                     help="training augmentation of every model, as `cloudcover train --augment` takes it")
@@ -454,14 +455,16 @@ def main(argv: list[str] | None = None) -> int:
         from cloudcover.train.evaluate import evaluate
 
         segs = []
-        for name, data, source in (("38cloud_4band", d["seg38"], "38cloud"), ("cloudsen12_rgb", d["segcs"], "cloudsen12")):
-            run = work / f"run_seg_{name}_n{args.seg_n}_s0_e{args.seg_epochs}{tag}"
-            _train(data, run, 0, args.seg_epochs, aug, **SEGMENTER)
+        for seed, (name, data, source) in ((sd, part) for sd in (int(x) for x in args.seg_seeds.split(","))
+                                           for part in (("38cloud_4band", d["seg38"], "38cloud"),
+                                                        ("cloudsen12_rgb", d["segcs"], "cloudsen12"))):
+            run = work / f"run_seg_{name}_n{args.seg_n}_s{seed}_e{args.seg_epochs}{tag}"
+            _train(data, run, seed, args.seg_epochs, aug, **SEGMENTER)
             m = evaluate(run, None, work / f"eval_{run.name}", split="test", progress=False)
             rows = segment_real(run, [p for p in patches if p.source == source], work)
-            segs.append({"name": name, "seed": 0, "settings": {**SEGMENTER, "epochs": args.seg_epochs, "n": args.seg_n},
+            segs.append({"name": name, "seed": seed, "settings": {**SEGMENTER, "epochs": args.seg_epochs, "n": args.seg_n},
                          "test_dice": float(m["dice"]), "real": rows})
-            print(f"segmenter {name}: synthetic test Dice {m['dice']:.3f}; " + ", ".join(
+            print(f"segmenter {name} seed {seed}: synthetic test Dice {m['dice']:.3f}; " + ", ".join(
                 f"{r['patch']} IoU {r['iou']} cov {r['predicted_coverage_pct']:.1f} vs {r['true_coverage_pct']:.1f}"
                 for r in rows), flush=True)
         report["segmenters"] = segs
