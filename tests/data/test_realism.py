@@ -82,3 +82,11 @@ def test_a_folder_without_real_patches_is_refused_and_nothing_written(tmp_path):
     with pytest.raises(CloudcoverError, match="no real CloudSEN12 or 38-Cloud patches"):
         realism.main(["--shared", str(tmp_path / "empty"), "--work", str(tmp_path / "work"), "--out", str(out)])
     assert not out.exists() and not (tmp_path / "work").exists()
+
+
+def test_runs_with_other_augmentation_get_their_own_folder_name():
+    from cloudcover.train.cli import parse_augment
+
+    assert realism._augment_tag(parse_augment("hflip,vflip")) == ""  # the demo's runs keep their old names
+    assert realism._augment_tag(parse_augment("hflip,vflip,contrast=0.4,blur=1")) == "_aug-hflip-vflip-contrast0.4-blur1"
+    assert realism._augment_tag(parse_augment("none")) == "_aug-none"

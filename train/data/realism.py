@@ -87,8 +87,8 @@ def _augment_tag(aug) -> str:
 
     if aug == Augment():
         return ""
-    return "_aug-" + "-".join(f"{k}{v:g}" if not isinstance(v, bool) else k
-                              for k, v in asdict(aug).items() if v and v is not False)
+    parts = [k if isinstance(v, bool) else f"{k}{v:g}" for k, v in asdict(aug).items() if v]
+    return "_aug-" + ("-".join(parts) or "none")
 
 
 def _done(path: Path) -> bool:
