@@ -39,6 +39,8 @@ def test_score_mask_hand_counted():
     assert iou == pytest.approx(0.5) and cov == pytest.approx(25.0)
     empty = np.zeros((4, 4), bool)
     assert realism.score_mask(empty, empty, np.ones((4, 4), bool)) == (None, 0.0)
+    # a clear patch with one false pixel: no IoU (it would be 0 for any error), coverage 1 / 16
+    assert realism.score_mask(pred & (np.arange(16).reshape(4, 4) == 1), empty, np.ones((4, 4), bool)) == (None, 6.25)
 
 
 def test_label_stats_on_a_hand_made_scene():

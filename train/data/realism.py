@@ -214,11 +214,11 @@ def classify_real(run: Path, patches: list[RealPatch]) -> list[dict]:
 
 
 def score_mask(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> tuple[float | None, float]:
-    """IoU of predicted and true cloud over valid pixels (None when both are empty) and predicted coverage %."""
+    """IoU of predicted and true cloud over valid pixels and predicted coverage %. IoU is None on a patch
+    without true cloud: there any false pixel gives 0, so only the coverage error says how wrong it is."""
     pred = pred & valid
     truth = truth & valid
-    union = int((pred | truth).sum())
-    iou = float((pred & truth).sum()) / union if union else None
+    iou = float((pred & truth).sum()) / union if truth.any() else None
     return iou, 100.0 * float(pred.sum()) / float(valid.sum())
 
 
