@@ -218,7 +218,7 @@ def score_mask(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> tuple[
     without true cloud: there any false pixel gives 0, so only the coverage error says how wrong it is."""
     pred = pred & valid
     truth = truth & valid
-    iou = float((pred & truth).sum()) / union if truth.any() else None
+    iou = float((pred & truth).sum()) / float((pred | truth).sum()) if truth.any() else None
     return iou, 100.0 * float(pred.sum()) / float(valid.sum())
 
 
