@@ -173,6 +173,53 @@ def _count(node, pred) -> int:
     return n
 
 
+def _collect(node, pred) -> list:
+    """Nodes of a TIR tree for which `pred` holds, in pre-order (e.g. its blocks, or the loads of an expression)."""
+    import tvm_ffi
+
+    out = []
+
+    def visit(x, visitor):
+        if pred(x):
+            out.append(x)
+        return visitor.default_visit(x)
+
+    tvm_ffi.structural_visit(node, visit)
+    return out
+
+
+def _first(node, match):
+    """(node, result) for the first sub-tree (pre-order) for which `match` returns a value other than None; None if
+    there is none. The search does not descend into a match."""
+    import tvm_ffi
+
+    found = []
+
+    def visit(x, visitor):
+        if found:
+            return None
+        r = match(x)
+        if r is not None:
+            found.append((x, r))
+            return None
+        return visitor.default_visit(x)
+
+    tvm_ffi.structural_visit(node, visit)
+    return found[0] if found else None
+
+
+def _is_block(node) -> bool:
+    from tvm import s_tir
+
+    return isinstance(node, s_tir.SBlock)
+
+
+def _is_load(node) -> bool:
+    from tvm import ir
+
+    return isinstance(node, ir.TensorLoad)
+
+
 def _is_if_then_else(node) -> bool:
     from tvm import ir
 

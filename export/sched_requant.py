@@ -121,38 +121,8 @@ def _match_z(e, ybuf, params):
     return y, h, e.b
 
 
-def _blocks(body) -> list:
-    import tvm_ffi
-    from tvm import s_tir
-
-    out = []
-
-    def visit(x, v):
-        if isinstance(x, s_tir.SBlock):
-            out.append(x)
-        return v.default_visit(x)
-
-    tvm_ffi.structural_visit(body, visit)
-    return out
 
 
-def _find_sub(expr, pred):
-    """The first sub-expression (pre-order) for which pred returns a value; None if none."""
-    import tvm_ffi
-
-    found = []
-
-    def visit(x, v):
-        if found:
-            return None
-        r = pred(x)
-        if r is not None:
-            found.append((x, r))
-            return None
-        return v.default_visit(x)
-
-    tvm_ffi.structural_visit(expr, visit)
-    return found[0] if found else None
 
 
 def rewrite(func):
@@ -168,10 +138,10 @@ def _rewrite(func):
     import tvm_ffi
     from tvm import ir, s_tir, tirx
 
-    from .lowering import _count
+    from .lowering import _collect, _count, _first, _is_block
 
     params = [p for p in func.params if isinstance(p.ty, tirx.BufferType)]
-    blocks = _blocks(func.body)
+    blocks = _collect(func.body, _is_block)
     ys = []
     for b in blocks:
         if isinstance(b.body, tirx.BufferStore):
@@ -187,7 +157,7 @@ def _rewrite(func):
     for b in blocks:
         if b.same_as(yblock) or not isinstance(b.body, tirx.BufferStore):
             continue
-        hit = _find_sub(b.body.value, lambda e: _match_z(e, ybuf, params))
+        hit = _first(b.body.value, lambda e: _match_z(e, ybuf, params))
         if hit is not None:
             zs.append((b, hit[0], *hit[1]))
     if len(zs) != 1:
@@ -282,10 +252,11 @@ def _bias_in_init(blocks, acc, n: int, bias, bias2):
     own form). The lanes then decode to acc + bias', which TFLite's int32 accumulation also holds."""
     from tvm import tirx
 
+    from .lowering import _collect, _is_load
     from .sched_swar import LANE_BITS
 
     srcs = []
-    for ld in _loads(acc):
+    for ld in _collect(acc, _is_load):
         if not any(ld.source.same_as(s) for s in srcs):
             srcs.append(ld.source)
     if len(srcs) != 1:
@@ -319,19 +290,6 @@ def _bias_in_init(blocks, acc, n: int, bias, bias2):
     return inits[0], tirx.BufferStore(buf, value, list(st.indices))
 
 
-def _loads(expr) -> list:
-    import tvm_ffi
-    from tvm import ir
-
-    out = []
-
-    def visit(x, v):
-        if isinstance(x, ir.TensorLoad):
-            out.append(x)
-        return v.default_visit(x)
-
-    tvm_ffi.structural_visit(expr, visit)
-    return out
 
 
 def _reduction_length(blocks) -> int:

@@ -119,37 +119,8 @@ def _match_z(e, ybuf, params):
     return y, half, e.b
 
 
-def _blocks(body) -> list:
-    import tvm_ffi
-    from tvm import s_tir
-
-    out = []
-
-    def visit(x, v):
-        if isinstance(x, s_tir.SBlock):
-            out.append(x)
-        return v.default_visit(x)
-
-    tvm_ffi.structural_visit(body, visit)
-    return out
 
 
-def _find(expr, pred):
-    import tvm_ffi
-
-    found = []
-
-    def visit(x, v):
-        if found:
-            return None
-        r = pred(x)
-        if r is not None:
-            found.append((x, r))
-            return None
-        return v.default_visit(x)
-
-    tvm_ffi.structural_visit(expr, visit)
-    return found[0] if found else None
 
 
 def narrow_epilogue(func):
@@ -164,8 +135,10 @@ def _rewrite(func):
     import tvm_ffi
     from tvm import s_tir, tirx
 
+    from .lowering import _collect, _first, _is_block
+
     params = [p for p in func.params if isinstance(p.ty, tirx.BufferType)]
-    blocks = _blocks(func.body)
+    blocks = _collect(func.body, _is_block)
     ys = []
     for b in blocks:
         if isinstance(b.body, tirx.BufferStore):
@@ -181,7 +154,7 @@ def _rewrite(func):
     for b in blocks:
         if b.same_as(yblock) or not isinstance(b.body, tirx.BufferStore):
             continue
-        hit = _find(b.body.value, lambda e: _match_z(e, ybuf, params))
+        hit = _first(b.body.value, lambda e: _match_z(e, ybuf, params))
         if hit is not None:
             zs.append((b, hit[0], *hit[1]))
     if len(zs) != 1:

@@ -38,19 +38,6 @@ def _uses(expr, var) -> bool:
     return _count(expr, lambda n: n.same_as(var)) > 0
 
 
-def _loads(expr) -> list:
-    import tvm_ffi
-    from tvm import ir
-
-    out = []
-
-    def visit(x, v):
-        if isinstance(x, ir.TensorLoad):
-            out.append(x)
-        return v.default_visit(x)
-
-    tvm_ffi.structural_visit(expr, visit)
-    return out
 
 
 def tabulate(func):
@@ -59,6 +46,7 @@ def tabulate(func):
     import tvm_ffi
     from tvm import ir, s_tir, tirx
 
+    from .lowering import _collect, _is_load
     from .sched_swar import _nest
 
     sch = s_tir.Schedule(func)
@@ -82,7 +70,7 @@ def tabulate(func):
             or len(st.indices) != len(ivs) or not all(i.same_as(iv.var) for i, iv in zip(st.indices, ivs))):
         raise _Declined("not an elementwise int8 store over its iterators")
     params = [p for p in func.params if isinstance(p.ty, tirx.BufferType)]
-    loads = _loads(st.value)
+    loads = _collect(st.value, _is_load)
     data = [ld for ld in loads if len(ld.indices) == len(ivs) and all(i.same_as(iv.var) for i, iv in
                                                                         zip(ld.indices, ivs))]
     if not data or any(not d.source.same_as(data[0].source) for d in data) or str(data[0].ty) != "int8":
