@@ -121,10 +121,6 @@ def _match_z(e, ybuf, params):
     return y, h, e.b
 
 
-
-
-
-
 def rewrite(func):
     """`func` with its requantization epilogue in the 5-op form, or `func` unchanged when it has none."""
     try:
@@ -288,8 +284,6 @@ def _bias_in_init(blocks, acc, n: int, bias, bias2):
     else:
         return None
     return inits[0], tirx.BufferStore(buf, value, list(st.indices))
-
-
 
 
 def _reduction_length(blocks) -> int:

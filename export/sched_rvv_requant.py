@@ -119,10 +119,6 @@ def _match_z(e, ybuf, params):
     return y, half, e.b
 
 
-
-
-
-
 def narrow_epilogue(func):
     """`func` with its requantization epilogue in int32 lanes (module doc), or `func` unchanged."""
     try:

@@ -38,8 +38,6 @@ def _uses(expr, var) -> bool:
     return _count(expr, lambda n: n.same_as(var)) > 0
 
 
-
-
 def tabulate(func):
     """`func` rewritten as table build + lookup; raises _Declined when it is not such a kernel."""
     import tvm
