@@ -129,12 +129,14 @@ def rewrite(func):
         return func
 
 
-def _rewrite(func):
-    import tvm
-    import tvm_ffi
-    from tvm import ir, s_tir, tirx
+def find_epilogue(func, match_y, match_z):
+    """(params, blocks, (y block, *match_y), (z block, z expression, *match_z)) for the one block storing the
+    SaturatingRoundingDoublingHighMul step (`match_y(value, params)` raises _NoMatch on others) and the one block
+    whose stored value contains the RoundingDivideByPOT step reading its buffer (`match_z(expr, ybuf, params)`,
+    None on others); raises _NoMatch unless each is found exactly once. Shared with sched_rvv_requant."""
+    from tvm import tirx
 
-    from .lowering import _collect, _count, _first, _is_block
+    from .lowering import _collect, _first, _is_block
 
     params = [p for p in func.params if isinstance(p.ty, tirx.BufferType)]
     blocks = _collect(func.body, _is_block)
@@ -142,23 +144,34 @@ def _rewrite(func):
     for b in blocks:
         if isinstance(b.body, tirx.BufferStore):
             try:
-                ys.append((b, *_match_y(b.body.value, params)))
+                ys.append((b, *match_y(b.body.value, params)))
             except _NoMatch:
                 pass
     if len(ys) != 1:
         raise _NoMatch
-    yblock, acc, bload, mload = ys[0]
-    ybuf = yblock.body.buffer
+    ybuf = ys[0][0].body.buffer
     zs = []
     for b in blocks:
-        if b.same_as(yblock) or not isinstance(b.body, tirx.BufferStore):
+        if b.same_as(ys[0][0]) or not isinstance(b.body, tirx.BufferStore):
             continue
-        hit = _first(b.body.value, lambda e: _match_z(e, ybuf, params))
+        hit = _first(b.body.value, lambda e: match_z(e, ybuf, params))
         if hit is not None:
             zs.append((b, hit[0], *hit[1]))
     if len(zs) != 1:
         raise _NoMatch
-    zblock, zexpr, yload, hload, sload = zs[0]
+    return params, blocks, ys[0], zs[0]
+
+
+def _rewrite(func):
+    import tvm
+    import tvm_ffi
+    from tvm import ir, s_tir, tirx
+
+    from .lowering import _count
+
+    params, blocks, (yblock, acc, bload, mload), (zblock, zexpr, yload, hload, sload) = \
+        find_epilogue(func, _match_y, _match_z)
+    ybuf = yblock.body.buffer
     # the intermediate is read nowhere else (then its new value, the 5-op sum before the shift, is private)
     if _count(func.body, lambda n: isinstance(n, ir.TensorLoad) and n.source.same_as(ybuf)) != 2:
         raise _NoMatch

@@ -35,6 +35,8 @@ expressions change: the blocks, buffers and the kernel's signature stay, so the 
 
 from __future__ import annotations
 
+from .sched_requant import _NoMatch, find_epilogue  # the epilogue search both rewrites share
+
 ROUND = 1 << 30
 
 
@@ -48,10 +50,6 @@ def requant32(acc, bias, mult, half, right):
     rem = y & ((np.int64(1) << right) - 1)
     up = (rem + ((half + (y >> 31)) % (1 << 32))) % (1 << 32)  # uint32 lanes
     return (y >> right) + (up >> right)
-
-
-class _NoMatch(Exception):
-    pass
 
 
 def _int(e, value: int) -> bool:
@@ -131,31 +129,9 @@ def _rewrite(func):
     import tvm_ffi
     from tvm import s_tir, tirx
 
-    from .lowering import _collect, _first, _is_block
-
-    params = [p for p in func.params if isinstance(p.ty, tirx.BufferType)]
-    blocks = _collect(func.body, _is_block)
-    ys = []
-    for b in blocks:
-        if isinstance(b.body, tirx.BufferStore):
-            try:
-                ys.append((b, *_match_y(b.body.value, params)))
-            except _NoMatch:
-                pass
-    if len(ys) != 1:
-        raise _NoMatch
-    yblock, acc, bias, mult = ys[0]
+    _, _, (yblock, acc, bias, mult), (zblock, zexpr, yload, half, right) = \
+        find_epilogue(func, _match_y, _match_z)
     ybuf = yblock.body.buffer
-    zs = []
-    for b in blocks:
-        if b.same_as(yblock) or not isinstance(b.body, tirx.BufferStore):
-            continue
-        hit = _first(b.body.value, lambda e: _match_z(e, ybuf, params))
-        if hit is not None:
-            zs.append((b, hit[0], *hit[1]))
-    if len(zs) != 1:
-        raise _NoMatch
-    zblock, zexpr, yload, half, right = zs[0]
 
     i32, i64, u32 = "int32", "int64", "uint32"
     x = acc + _as32(bias)
