@@ -69,6 +69,14 @@ def requant5(acc, bias_d, mult, k, mask, s):
     return (x * np.asarray(mult, np.int64) + k + (x & np.asarray(mask, np.int64))) >> np.asarray(s, np.int64)
 
 
+def requant_floor(acc, bias, mult, half, right):
+    """numpy: the floor form, z = (acc * m + kb) >> s with kb = 2^30 + half * 2^31 + bias * m, s = r + 31: equal
+    to the double rounding when that is >= 0, and <= 0 when it is < 0 (then a floor at the zero point gives
+    the same output)."""
+    acc, bias, mult, half, right = (np.asarray(v, np.int64) for v in (acc, bias, mult, half, right))
+    return (acc * mult + (ROUND + half * (1 << LANE) + bias * mult)) >> (right + LANE)
+
+
 class _NoMatch(Exception):
     pass
 
@@ -171,6 +179,7 @@ def _rewrite(func):
 
     params, blocks, (yblock, acc, bload, mload), (zblock, zexpr, yload, hload, sload) = \
         find_epilogue(func, _match_y, _match_z)
+    acc, offset = _peel_offset(acc)
     ybuf = yblock.body.buffer
     # the intermediate is read nowhere else (then its new value, the 5-op sum before the shift, is private)
     if _count(func.body, lambda n: isinstance(n, ir.TensorLoad) and n.source.same_as(ybuf)) != 2:
@@ -188,15 +197,19 @@ def _rewrite(func):
         raise _NoMatch  # few outputs per channel (a 3 x 3 map): the original epilogue costs less in all
 
     i64 = "int64"
-    names = ("rq_bias", "rq_k", "rq_shift", "rq_bias2")
+    names = ("rq_bias", "rq_k", "rq_shift", "rq_bias2", "rq_kb")
     new = {nm: tirx.decl_buffer([n], i64, name=nm) for nm in names}
 
     def load(buf, like):
         return tirx.BufferLoad(buf, list(like.indices))
 
-    init = _bias_in_init(blocks, acc, n, new["rq_bias"], new["rq_bias2"])
-    xp = acc if init is not None else acc + load(new["rq_bias"], bload)
-    yval = xp * mload + load(new["rq_k"], bload) + tirx.bitwise_and(xp, tirx.const(MASK, i64))
+    floor = clamped_below_zero_point(zblock.body.value, zexpr)
+    init = None if floor else _bias_in_init(blocks, acc, n, new["rq_bias"], new["rq_bias2"])
+    if floor:  # y < 0 gives the clamp's floor either way: no sign term, the bias folded into k (mul, add)
+        yval = acc * mload + load(new["rq_kb"], bload)
+    else:
+        xp = acc if init is not None else acc + load(new["rq_bias"], bload)
+        yval = xp * mload + load(new["rq_k"], bload) + tirx.bitwise_and(xp, tirx.const(MASK, i64))
     zval = tirx.shift_right(yload, load(new["rq_shift"], sload))
 
     allbufs = params + list(func.body.block.alloc_buffers) + list(new.values())
@@ -212,7 +225,9 @@ def _rewrite(func):
         return zval if e.same_as(zexpr) else m.default_mutate(e)
 
     ystore = tirx.BufferStore(ybuf, yval, list(yblock.body.indices))
-    zstore = tvm_ffi.structural_mutate(zblock.body, [(tirx.RShift, on_expr)])
+    zstore = branch_clamp(zblock.body, zexpr, zval)
+    if zstore is None:
+        zstore = tvm_ffi.structural_mutate(zblock.body, [(tirx.RShift, on_expr)])
     repl = {yblock: reblock(yblock, ystore), zblock: reblock(zblock, zstore)}
     if init is not None:
         repl[init[0]] = reblock(init[0], init[1])
@@ -230,14 +245,18 @@ def _rewrite(func):
     # the derived vectors, once per call: one loop over the channels before everything else
     c = tirx.Var("v_c", i64)
     mv = tirx.BufferLoad(mvec, [c])
+    bv = tirx.BufferLoad(bvec, [c]) + tirx.const(offset, i64) if offset else tirx.BufferLoad(bvec, [c])
     pos = tirx.Cast(i64, mv > tirx.const(0, i64))
     q = tirx.floordiv(tirx.const(ROUND, i64), tirx.max(mv, tirx.const(1, i64))) * pos
     stores = [
-        tirx.BufferStore(new["rq_bias"], tirx.BufferLoad(bvec, [c]) + q, [c]),
-        tirx.BufferStore(new["rq_bias2"], (tirx.BufferLoad(bvec, [c]) + q) * tirx.const((1 << 32) + 1, i64), [c]),
+        tirx.BufferStore(new["rq_bias"], bv + q, [c]),
+        tirx.BufferStore(new["rq_bias2"], (bv + q) * tirx.const((1 << 32) + 1, i64), [c]),
         tirx.BufferStore(new["rq_k"], tirx.const(ROUND, i64) + tirx.shift_left(tirx.BufferLoad(hvec, [c]),
                                                                                   tirx.const(LANE, i64)) - q * mv, [c]),
         tirx.BufferStore(new["rq_shift"], tirx.BufferLoad(svec, [c]) + tirx.const(LANE, i64), [c]),
+        tirx.BufferStore(new["rq_kb"], tirx.const(ROUND, i64) + tirx.shift_left(tirx.BufferLoad(hvec, [c]),
+                                                                                   tirx.const(LANE, i64))
+                         + bv * mv, [c]),
     ]
     ivs = [tirx.IterVar(tvm.ir.Range(0, tirx.const(n, i64)), c, tirx.IterVar.DataPar)]
     pre_body = tirx.SeqStmt(stores)
@@ -251,6 +270,155 @@ def _rewrite(func):
     block = s_tir.SBlock(root.iter_vars, root.reads, root.writes, root.name_hint, tirx.SeqStmt(items), root.init,
                          list(root.alloc_buffers) + list(new.values()), root.match_buffers, root.annotations)
     return func.with_body(s_tir.SBlockRealize(realize.iter_values, realize.predicate, block))
+
+
+def _peel_offset(a):
+    """(E, c) when the accumulator `a` is int64(int32(E - c')) with c = -c' and E - c' provably in int32 (the
+    SWAR three-lane decode: a lane field minus its offset), so the offset folds into the per-channel bias;
+    else (a, 0)."""
+    import tvm
+    from tvm import tirx
+
+    if not (isinstance(a, tirx.Cast) and str(a.ty) == "int64" and isinstance(a.value, tirx.Cast)
+            and str(a.value.ty) == "int32" and isinstance(a.value.value, tirx.Sub)):
+        return a, 0
+    sub = a.value.value
+    if str(sub.ty) != "int64" or not isinstance(sub.b, tirx.IntImm):
+        return a, 0
+    lo, hi = _bound(sub.a, tvm.sym.Analyzer())
+    c = int(sub.b.value)
+    if lo - c < -(1 << 31) or hi - c >= 1 << 31:
+        return a, 0
+    return sub.a, -c
+
+
+def _bound(e, analyzer) -> tuple[int, int]:
+    """Integer bounds of an int64 expression: TVM's analyzer, plus arithmetic right shifts by a constant and
+    selects (which it leaves unbounded for an int64 load)."""
+    from tvm import tirx
+
+    if isinstance(e, tirx.Cast) and str(e.ty) == "int64" and str(e.value.ty) == "uint64":
+        lo, hi = _bound(e.value, analyzer)
+        return (lo, hi) if hi < 1 << 63 else (-(1 << 63), (1 << 63) - 1)
+    if isinstance(e, tirx.RShift) and isinstance(e.b, tirx.IntImm) and 0 <= int(e.b.value) < 64 \
+            and str(e.ty) == "uint64":
+        return 0, (1 << (64 - int(e.b.value))) - 1
+    if isinstance(e, tirx.RShift) and isinstance(e.b, tirx.IntImm) and 0 <= int(e.b.value) < 64:
+        lo, hi = _bound(e.a, analyzer)
+        return lo >> int(e.b.value), hi >> int(e.b.value)
+    if isinstance(e, tirx.Select):
+        (a, b), (c, d) = _bound(e.true_value, analyzer), _bound(e.false_value, analyzer)
+        return min(a, c), max(b, d)
+    b = analyzer.const_int_bound(e)
+    return int(b.min_value), int(b.max_value)
+
+
+def _path(e, target) -> list | None:
+    """The nodes from `e` down to `target` through Min/Max/Add/Sub/Cast nodes, or None."""
+    from tvm import tirx
+
+    if e.same_as(target):
+        return [e]
+    if isinstance(e, (tirx.Min, tirx.Max, tirx.Add, tirx.Sub)):
+        kids = (e.a, e.b)
+    elif isinstance(e, tirx.Cast):
+        kids = (e.value,)
+    else:
+        return None
+    for k in kids:
+        p = _path(k, target)
+        if p is not None:
+            return [e] + p
+    return None
+
+
+def clamped_below_zero_point(value, zexpr) -> bool:
+    """Whether the output `value` is clamp(zexpr + zp) with a floor at or above zp applied before any narrowing
+    (ReLU / ReLU6 fused: the floor is the zero point). Then every zexpr <= 0 gives the floor, and so does
+    every y < 0 with or without the sign term: (y + half) >> r <= 0 for y < 0 since half < 2^r."""
+    from tvm import tirx
+
+    path = _path(value, zexpr)
+    if path is None or _count_same(value, zexpr) != 1:
+        return False
+    i, zp = len(path) - 2, 0
+    if i >= 0 and isinstance(path[i], (tirx.Add, tirx.Sub)) and path[i].a.same_as(path[i + 1]) \
+            and isinstance(path[i].b, tirx.IntImm):
+        zp = int(path[i].b.value) * (1 if isinstance(path[i], tirx.Add) else -1)
+        i -= 1
+    while i >= 0 and isinstance(path[i], (tirx.Min, tirx.Max)) and str(path[i].ty) == str(zexpr.ty):
+        node = path[i]
+        other = node.b if node.a.same_as(path[i + 1]) else node.a
+        if isinstance(node, tirx.Max) and isinstance(other, tirx.IntImm) and int(other.value) >= zp:
+            return True
+        if not isinstance(other, tirx.IntImm):
+            return False
+        i -= 1
+    return False
+
+
+def output_clamp(value, zexpr):
+    """(offset, lo, hi) when `value` is clamp(zexpr + offset, lo, hi) (constant adds, min/max, casts that
+    cannot wrap on the clamped range), else None."""
+    from tvm import tirx
+
+    path = _path(value, zexpr)
+    if path is None or _count_same(value, zexpr) != 1:
+        return None
+    off, lo, hi = 0, None, None
+    for node, child in zip(reversed(path[:-1]), reversed(path[1:])):
+        if isinstance(node, tirx.Cast):
+            kind = str(node.ty)
+            bits = int("".join(ch for ch in kind if ch.isdigit()) or 0)
+            if not kind.startswith(("int", "uint")) or lo is None or hi is None:
+                return None
+            low, high = (0, 2 ** bits - 1) if kind.startswith("uint") else (-2 ** (bits - 1), 2 ** (bits - 1) - 1)
+            if lo < low or hi > high:
+                return None
+            continue
+        if not isinstance(node, (tirx.Add, tirx.Sub, tirx.Min, tirx.Max)):
+            return None
+        other = node.b if node.a.same_as(child) else node.a
+        if not isinstance(other, tirx.IntImm) or (isinstance(node, tirx.Sub) and not node.a.same_as(child)):
+            return None
+        c = int(other.value)
+        if isinstance(node, (tirx.Add, tirx.Sub)):
+            c = c if isinstance(node, tirx.Add) else -c
+            off, lo, hi = off + c, None if lo is None else lo + c, None if hi is None else hi + c
+        elif isinstance(node, tirx.Max):
+            lo, hi = c if lo is None else max(lo, c), None if hi is None else max(hi, c)
+        else:
+            lo, hi = None if lo is None else min(lo, c), c if hi is None else min(hi, c)
+    if lo is None or hi is None or lo > hi:
+        return None
+    return off, lo, hi
+
+
+def branch_clamp(store, zexpr, zval):
+    """`store` (its value clamp(zexpr + offset, lo, hi)) as a branch on one unsigned compare with zexpr replaced
+    by `zval`: u = zval + offset - lo; if likely(u <= hi - lo as unsigned) out = u + lo, else the bound on u's
+    side. rv64gc has no min/max (Zbb): the branchless clamp costs ~5 ops, the branch 1 when in range (the
+    expectation keeps LLVM from turning it back into a select). None when the value is not such a clamp."""
+    from tvm import tirx
+
+    found = output_clamp(store.value, zexpr)
+    if found is None:
+        return None
+    off, lo, hi = found
+    dt, i64 = str(store.value.ty), "int64"
+    u = zval + tirx.const(off - lo, i64) if off != lo else zval
+    inside = tirx.likely(tirx.Cast("uint64", u) <= tirx.const(hi - lo, "uint64"))
+    idx = list(store.indices)
+    fast = tirx.BufferStore(store.buffer, tirx.Cast(dt, u + tirx.const(lo, i64)), idx)
+    slow = tirx.BufferStore(store.buffer, tirx.Cast(dt, tirx.Select(u < tirx.const(0, i64), tirx.const(lo, i64),
+                                                                    tirx.const(hi, i64))), idx)
+    return tirx.IfThenElse(inside, fast, slow)
+
+
+def _count_same(e, target) -> int:
+    from .lowering import _count
+
+    return _count(e, lambda n: n.same_as(target))
 
 
 def _bias_in_init(blocks, acc, n: int, bias, bias2):

@@ -33,9 +33,13 @@ from __future__ import annotations
 PIXELS = "swar"  # pairs of output pixels share one packed activation register
 CHANNELS = "swarc"  # pairs of output channels share one packed weight register
 CHANNELS_OUTER = "swarco"  # channel pairs, the channel tile outside the pixel loop (packed weights stay in registers)
+TRIPLES = "swar3"  # channel triples in 21-bit lanes, the channel tile outside the pixel loop (short reductions)
 SHORT_REDUCTION = 16  # reductions this short get the "swarco" candidates (K packed weights per channel pair)
-VARIANTS = (PIXELS, CHANNELS, CHANNELS_OUTER)
+VARIANTS = (PIXELS, CHANNELS, CHANNELS_OUTER, TRIPLES)
 LANE_BITS = 32
+LANE3_BITS = 21  # three lanes: 21 bits each, offset by 2^20 so that each holds a value in [0, 2^21) at the end
+LANE3_OFFSET = 1 << (LANE3_BITS - 1)
+TRIPLE_REDUCTION = 16  # reductions this short get the "swar3" candidates (|lane sum| <= K * 2^14 < 2^20)
 SHORT_CHANNELS = 8  # an innermost reduction loop this short is fused with the next one out ...
 LONG_LOOP = 16  # ... when the fused loop is at least this long (shorter loops LLVM unrolls anyway)
 LANES_ATTR = "cloudcover_lanes"  # block annotation: MACs per iteration of the packed reduction (kernel_stats)
@@ -60,6 +64,8 @@ def candidate_tiles(shape, vector: bool) -> list:
              Tile(3, 8, 1, CHANNELS), Tile(3, 4, 1, CHANNELS)]
     if shape.reduction <= SHORT_REDUCTION:  # one channel pair's packed weights fit the registers
         cands += [Tile(2, 2, 1, CHANNELS_OUTER), Tile(1, 2, 1, CHANNELS_OUTER), Tile(4, 2, 1, CHANNELS_OUTER)]
+    if shape.reduction <= TRIPLE_REDUCTION:  # three MACs per multiply; K packed weights per channel triple
+        cands += [Tile(1, 3, 1, TRIPLES), Tile(2, 3, 1, TRIPLES), Tile(1, 3, 2, TRIPLES)]
     return [t for t in cands if shape.pixels % t.pw == 0 and shape.channels % t.pc == 0]
 
 
@@ -106,12 +112,13 @@ def swar_tiled(func, tile):
         raise Declined("no multiplying reduction")
     out, red, shape = found
     pixels = tile.variant == PIXELS
+    lanes = 3 if tile.variant == TRIPLES else 2
     if shape.depthwise or shape.pixels % tile.pw or shape.channels % tile.pc:
         raise Declined("tile does not divide the kernel")
-    if (tile.pw if pixels else tile.pc) % 2 or (pixels and len(sch.get_loops(out)) < 2):
+    if (tile.pw if pixels else tile.pc) % lanes or (pixels and len(sch.get_loops(out)) < 2):
         raise Declined("the packed axis of the tile is not a whole number of pairs")
-    packed = pack_reduction(sch.mod["main"], sch.get(red), axis=-2 if pixels else -1)
-    return _block(packed, tile, pixels, outer_channels=tile.variant == CHANNELS_OUTER)
+    packed = pack_reduction(sch.mod["main"], sch.get(red), axis=-2 if pixels else -1, lanes=lanes)
+    return _block(packed, tile, pixels, outer_channels=tile.variant in (CHANNELS_OUTER, TRIPLES), lanes=lanes)
 
 
 def _mac(block):
@@ -149,9 +156,15 @@ def _uses(expr, var) -> bool:
     return _count(expr, lambda n: n.same_as(var)) > 0
 
 
-def pack_reduction(func, red, axis: int):
+def pack_reduction(func, red, axis: int, lanes: int = 2):
     """`func` with reduction block `red` (`C[s] += int32(X) * int32(Y)`) replaced by the packed int64
-    reduction over pairs of its spatial axis `axis` (-2: pixels, -1: channels) and the decode block."""
+    reduction over pairs (`lanes` 3: triples) of its spatial axis `axis` (-2: pixels, -1: channels) and the
+    decode block.
+
+    Three lanes: P = y0 + y1 * 2^21 + y2 * 2^42 and the accumulator starts at 2^20 * (1 + 2^21 + 2^42), so at
+    the end it is the exact int64 sum of (2^20 + S_j) * 2^(21 j) over the lanes' sums S_j (wrap-around on the way
+    does not matter: the final value is below 2^63). While |S_j| < 2^20 (K * 128 * 128 < 2^20) every term is in
+    [0, 2^21): S_j = ((acc >> 21 j) & (2^21 - 1)) - 2^20, the top lane acc >> 42 - 2^20 (4 ops for 3 lanes)."""
     import tvm
     from tvm import s_tir, tirx
 
@@ -162,7 +175,7 @@ def pack_reduction(func, red, axis: int):
         raise Declined("the output is not indexed by the spatial iterators")
     v = sp[axis].var
     ext = int(sp[axis].dom.extent)
-    if ext % 2 or int(sp[axis].dom.min) != 0:
+    if ext % lanes or int(sp[axis].dom.min) != 0:
         raise Declined("odd packed axis")
     if _uses(xa, v) == _uses(xb, v):
         raise Declined("the packed axis indexes both factors (or neither)")
@@ -173,11 +186,15 @@ def pack_reduction(func, red, axis: int):
     big = 256 if "uint8" in (str(x.ty), str(y.ty)) else 128
     if k * big * big >= 2 ** (LANE_BITS - 1):  # a lane's sum must fit in int32 whatever the data
         raise Declined("reduction too long for int32 lanes")
+    if lanes == 3 and k * big * big >= LANE3_OFFSET:
+        raise Declined("reduction too long for 21-bit lanes")
+    if lanes not in (2, 3):
+        raise Declined("two or three lanes")
 
     i64 = "int64"
     dt = str(v.ty)
     q = tirx.Var("v_pair", dt)
-    acc_shape = [ext // 2 if j == len(sp) + axis else int(iv.dom.extent) for j, iv in enumerate(sp)]
+    acc_shape = [ext // lanes if j == len(sp) + axis else int(iv.dom.extent) for j, iv in enumerate(sp)]
     acc = tirx.decl_buffer(acc_shape, i64, name="swar_acc")
 
     def at(load, value):
@@ -185,21 +202,38 @@ def pack_reduction(func, red, axis: int):
         an.bind(v, value)
         return tirx.BufferLoad(load.source, [an.simplify(i) for i in load.indices])
 
-    two = tirx.const(2, dt)
-    lo, hi = at(x, q * two), at(x, q * two + tirx.const(1, dt))
-    pair = tirx.Cast(i64, lo) + tirx.shift_left(tirx.Cast(i64, hi), tirx.const(LANE_BITS, i64))
+    two = tirx.const(lanes, dt)
+    bits = LANE_BITS if lanes == 2 else LANE3_BITS
+    pair = tirx.Cast(i64, at(x, q * two))
+    for j in range(1, lanes):
+        pair = pair + tirx.shift_left(tirx.Cast(i64, at(x, q * two + tirx.const(j, dt))), tirx.const(bits * j, i64))
     aidx = [q if i.same_as(v) else i for i in st.indices]
     body = tirx.BufferStore(acc, tirx.BufferLoad(acc, aidx) + pair * tirx.Cast(i64, y), aidx)
-    init = tirx.BufferStore(acc, tirx.const(0, i64), aidx)
-    ivs = [tirx.IterVar(tvm.ir.Range(0, tirx.const(ext // 2, dt)), q, tirx.IterVar.DataPar) if iv.var.same_as(v)
-           else iv for iv in red.iter_vars]
-    buffers = _buffers(func) + [acc]
+    if lanes == 2:
+        init = tirx.BufferStore(acc, tirx.const(0, i64), aidx)
+        fills = []
+    else:
+        # the lanes' offsets from a vector filled once per call (a constant LLVM rematerializes in 5 ops per
+        # tile when registers are short; a loop-invariant load is one)
+        start = tirx.decl_buffer([ext // lanes], i64, name="swar_start")
+        init = tirx.BufferStore(acc, tirx.BufferLoad(start, [q]), aidx)
+        fv = tirx.Var("v_s", dt)
+        fill = tirx.BufferStore(start, tirx.const(LANE3_OFFSET * (1 + (1 << bits) + (1 << 2 * bits)), i64), [fv])
+        fivs = [tirx.IterVar(tvm.ir.Range(0, tirx.const(ext // lanes, dt)), fv, tirx.IterVar.DataPar)]
+        fills = [(fivs, fill)]
+    ivs = [tirx.IterVar(tvm.ir.Range(0, tirx.const(ext // lanes, dt)), q, tirx.IterVar.DataPar)
+           if iv.var.same_as(v) else iv for iv in red.iter_vars]
+    buffers = _buffers(func) + [acc] + ([start] if lanes == 3 else [])
     bmap = {b: b for b in buffers}
     tmp = s_tir.SBlock(ivs, [], [], "swar_acc", body, init)
     reads, writes = s_tir.analysis.get_sblock_read_write_region(tmp, bmap)
     reads = [r for r in reads if not r.source.same_as(acc)]
-    acc_block = s_tir.SBlock(ivs, reads, writes, "swar_acc", body, init, annotations={LANES_ATTR: 2})
+    acc_block = s_tir.SBlock(ivs, reads, writes, "swar_acc", body, init, annotations={LANES_ATTR: lanes})
     acc_nest = _nest(acc_block, [int(iv.dom.extent) for iv in ivs], dt)
+    for j, (fivs, fill) in enumerate(fills):
+        tmp = s_tir.SBlock(fivs, [], [], "swar_start", fill)
+        _, fw = s_tir.analysis.get_sblock_read_write_region(tmp, bmap)
+        fills[j] = _nest(s_tir.SBlock(fivs, [], fw, "swar_start", fill), [ext // lanes], dt)
 
     # decode: one int32 lane per output element (lane 0: the low word; lane 1: (acc - lo) >> 32)
     us = [tirx.Var(f"v_d{j}", str(iv.var.ty)) for j, iv in enumerate(sp)]
@@ -207,14 +241,22 @@ def pack_reduction(func, red, axis: int):
     didx = [tirx.floordiv(w, two) if w.same_as(u) else w for w in us]
     word = tirx.BufferLoad(acc, didx)
     lane = tirx.Cast(i64, tirx.floormod(u, two))
-    low = tirx.Cast(i64, tirx.Cast("int32", word))
-    val = tirx.Cast("int32", tirx.shift_right(word - lane * low, lane * tirx.const(LANE_BITS, i64)))
+    if lanes == 2:
+        low = tirx.Cast(i64, tirx.Cast("int32", word))
+        val = tirx.Cast("int32", tirx.shift_right(word - lane * low, lane * tirx.const(LANE_BITS, i64)))
+    else:
+        # lanes 0 and 1 as two shifts (a mask constant would take a register the tile needs), the top lane one:
+        # word >= 0
+        top = tirx.shift_right(word, tirx.const(2 * bits, i64))
+        up = tirx.Cast("uint64", tirx.shift_left(word, tirx.const(64 - bits, i64) - lane * tirx.const(bits, i64)))
+        field = tirx.Cast(i64, tirx.shift_right(up, tirx.const(64 - bits, "uint64")))
+        val = tirx.Cast("int32", tirx.Select(lane == tirx.const(2, i64), top, field) - tirx.const(LANE3_OFFSET, i64))
     dst = tirx.BufferStore(st.buffer, val, us)
     divs = [tirx.IterVar(tvm.ir.Range(0, iv.dom.extent), w, tirx.IterVar.DataPar) for iv, w in zip(sp, us)]
     tmp = s_tir.SBlock(divs, [], [], "swar_decode", dst)
     reads, writes = s_tir.analysis.get_sblock_read_write_region(tmp, bmap)
     dec_nest = _nest(s_tir.SBlock(divs, reads, writes, "swar_decode", dst), [int(iv.dom.extent) for iv in sp], dt)
-    return _replace(func, red, [acc_nest, dec_nest], acc)
+    return _replace(func, red, fills + [acc_nest, dec_nest], acc, [start] if lanes == 3 else [])
 
 
 def _buffers(func) -> list:
@@ -242,8 +284,9 @@ def _contains(stmt, block) -> bool:
     return _count(stmt, lambda n: n.same_as(block)) > 0
 
 
-def _replace(func, red, nests, acc):
-    """`func` with the top-level loop nest holding `red` replaced by `nests`; `acc` allocated at the root."""
+def _replace(func, red, nests, acc, extra=()):
+    """`func` with the top-level loop nest holding `red` replaced by `nests`; `acc` (and `extra`) allocated at
+    the root."""
     from tvm import s_tir, tirx
 
     realize = func.body
@@ -256,11 +299,11 @@ def _replace(func, red, nests, acc):
         raise Declined("reduction nest not found")
     items[hit[0]:hit[0] + 1] = nests
     block = s_tir.SBlock(root.iter_vars, root.reads, root.writes, root.name_hint, tirx.SeqStmt(items), root.init,
-                         list(root.alloc_buffers) + [acc], root.match_buffers, root.annotations)
+                         list(root.alloc_buffers) + [acc, *extra], root.match_buffers, root.annotations)
     return func.with_body(s_tir.SBlockRealize(realize.iter_values, realize.predicate, block))
 
 
-def _block(func, tile, pixels: bool, outer_channels: bool = False):
+def _block(func, tile, pixels: bool, outer_channels: bool = False, lanes: int = 2):
     """Register-block the packed kernel: schedules._tiled's steps, with the packed axis of the tile halved in
     the accumulator and the decode's lane loop unrolled (its lane becomes a constant)."""
     from tvm import s_tir
@@ -289,7 +332,7 @@ def _block(func, tile, pixels: bool, outer_channels: bool = False):
         sch.unroll(wl)
         inner = wl
     else:
-        cq, cl = sch.split(ci, [None, 2])
+        cq, cl = sch.split(ci, [None, lanes])
         sch.unroll(cl)
         inner = cl
     epilogue_at(sch, out, red, inner)

@@ -6,7 +6,10 @@ accumulators, multipliers at the edges QuantizeMultiplier can produce (2^30: an 
 the sign test moves by one; 2^31 - 1; 0) and every right shift 1..31; a hand-worked case pins the fold. Then a
 MobileNetV2-like block (1x1 expand, depthwise 3x3, 1x1 project) compiled for rv64gc with the rewrite, run under
 the plugin QEMU, equals TFLite's reference kernels with each kind of accumulator (int32, SWAR pixel/row pairs,
-channel pairs: the bias is folded into its start), and the rewrite is seen to have applied (not on rv64gcv)."""
+channel pairs: the bias is folded into its start; channel triples in 21-bit lanes: their offset folds into the
+bias), and the rewrite is seen to have applied (not on rv64gcv). ReLU6 outputs take the floor form (no sign term,
+the zero point is the clamp's floor) and every output the one-compare clamp branch; both are checked on numbers
+(hand-built clamp expressions, the floor form against the double rounding) and in the QEMU runs."""
 
 from __future__ import annotations
 
@@ -66,6 +69,47 @@ def test_fold_equals_double_rounding(right):
         _check(edges - (1 << 20), 1 << 20, m, right)
 
 
+@pytest.mark.parametrize("right", [1, 2, 7, 12, 20, 28])
+def test_floor_form_equals_double_rounding_behind_a_zero_point_floor(right):
+    """Without the sign term (ReLU / ReLU6 fused: the clamp's floor at or above the zero point) the output is
+    the same for every accumulator: equal where the double rounding is >= 0, both at the floor where it is < 0."""
+    rng = np.random.default_rng(100 + right)
+    n = 20000
+    mult = rng.integers(1 << 30, 1 << 31, n)
+    mult[:2000] = 1 << 30
+    mult[2000:2500] = (1 << 31) - 1
+    mult[2500:3000] = 0
+    bias = rng.integers(-(1 << 20), 1 << 20, n)
+    acc = np.concatenate([rng.integers(-64, 64, n // 2) - bias[:n // 2],
+                          rng.integers(-(1 << 30), 1 << 30, n - n // 2)])
+    acc[:10] = [-(1 << 31) + (1 << 20) + 1, (1 << 31) - (1 << 20) - 2, 0, -1, 1, -2, 2, 3, -3, 4]
+    half = (np.int64(1) << right) >> 1
+    want = rq.multiply_by_quantized_multiplier(acc + bias, mult, -right)
+    got = sr.requant_floor(acc, bias, mult, half, right)
+    assert np.array_equal(got[want >= 0], want[want >= 0])
+    assert (got[want < 0] <= 0).all() and (want < 0).any()
+    for zp, lo, hi in ((-128, -128, 127), (-3, 0, 100), (5, 5, 127)):
+        assert np.array_equal(np.clip(got + zp, lo, hi), np.clip(want + zp, lo, hi))
+
+
+def test_output_clamp_and_floor_are_read_from_the_expression():
+    """clamp(z - 128, -128, 127) cast to int8 (ReLU6 at the zero point): offset -128, range [-128, 127], a floor
+    at the zero point; clamp(z + 3, -128, 127) (no activation) has none; a wrapping cast is refused."""
+    from tvm import tirx
+
+    z = tirx.Var("z", "int64")
+    c = lambda v: tirx.const(v, "int64")  # noqa: E731
+    relu = tirx.Max(tirx.Min(tirx.Cast("int8", tirx.Max(tirx.Min(z - c(128), c(127)), c(-128))),
+                             tirx.const(127, "int8")), tirx.const(-128, "int8"))
+    assert sr.output_clamp(relu, z) == (-128, -128, 127)
+    assert sr.clamped_below_zero_point(relu, z)
+    linear = tirx.Cast("int8", tirx.Max(tirx.Min(z + c(3), c(127)), c(-128)))
+    assert sr.output_clamp(linear, z) == (3, -128, 127)
+    assert not sr.clamped_below_zero_point(linear, z)
+    assert sr.output_clamp(tirx.Cast("int8", tirx.Max(tirx.Min(z, c(300)), c(0))), z) is None
+    assert sr.output_clamp(tirx.Cast("int8", z + c(1)), z) is None
+
+
 def _mnv2_block(x):
     L = _layers()
     y = L.ReLU(6.0)(L.Conv2D(48, 1)(x))
@@ -101,7 +145,7 @@ def test_rewrite_applies_to_scalar_convs_only(tmp_path):
 
 
 @needs_device
-@pytest.mark.parametrize("star", [None, "2x4-swarc", "2x2-swarco", "2x4", "2x2-swar", "2x1-dw"])
+@pytest.mark.parametrize("star", [None, "2x4-swarc", "2x2-swarco", "2x4", "2x2-swar", "2x1-dw", "1x3-swar3"])
 def test_rewritten_block_is_bit_exact_under_qemu(star, tmp_path):
     """Through every accumulator form the bias can start in: int32 (generic and one-row dw tiles), SWAR lanes of
     one channel (pixel pairs; the depthwise row pairs of the default) and of two channels (channel pairs)."""

@@ -169,6 +169,53 @@ def test_channel_outer_tiles_match_numpy(name):
                 assert np.array_equal(got.astype(np.int64), _np_conv(x, wt, b, stride)), f"{key} x={xk} w={wk}"
 
 
+def test_channel_triple_decode_hand_case():
+    """1 pixel x 3 channels, K = 16 at the lanes' limits: every lane sums to +-16 * 2^14 = +-2^18 (all -128 x
+    -128, then -128 x 127), and the middle lane to the opposite sign of its neighbours, so each 21-bit field
+    sits near both ends of [0, 2^21) around its 2^20 offset."""
+    x = np.full((1, 1, 1, 16), -128, np.int8)
+    w = np.stack([np.full(16, -128), np.full(16, 127), np.full(16, -128)], axis=1).astype(np.int8).reshape(1, 1, 16, 3)
+    b = np.array([3, -2, 1], np.int32)
+    want = np.array([16 * 16384 + 3, -16 * 128 * 127 - 2, 16 * 16384 + 1], np.int32).reshape(1, 1, 1, 3)
+    for key in ("1x3-swar3", "2x3-swar3"):
+        xs = np.concatenate([x, -x - 1], axis=2) if key.startswith("2") else x
+        func = _swar(_te_conv(1, xs.shape[2], 16, 3, 1, 1), key)
+        assert _swar_blocks(func) > 0 and func.attrs["cloudcover_tile"] == key
+        got = _host(func)(xs, w, b, np.zeros((1, 1, xs.shape[2], 3), np.int32))
+        assert np.array_equal(got[:, :, :1], want), (key, got.ravel().tolist())
+        if key.startswith("2"):
+            assert np.array_equal(got[:, :, 1:].astype(np.int64), _np_conv(xs[:, :, 1:], w, b, 1))
+
+
+@pytest.mark.parametrize("name", ["mnv2-pw1x1-8-48", "mnv2-pw1x1-96"])
+def test_channel_triple_tiles_match_numpy(name):
+    """"swar3" (three channels' weights in 21-bit lanes, K <= 16: 8 -> 48 and 16 -> 96 expansions), every data
+    pattern pair (the lanes' extremes included)."""
+    from cloudcover.export import sched_swar
+
+    h, w, cin, cout, k, stride = SHAPES[name]
+    keys = [t for t in _tiles(h, w, cin, cout, k, stride) if t.endswith("-" + sched_swar.TRIPLES)]
+    assert keys == ["1x3-swar3", "2x3-swar3", "1x3u2-swar3"]
+    func = _te_conv(h, w, cin, cout, k, stride)
+    rng = np.random.default_rng(9)
+    for key in keys:
+        run = _host(_swar(func, key))
+        for xk in ("random", "min", "max", "alternate"):
+            for wk in ("random", "min", "max", "alternate"):
+                x, wt = _data(rng, (1, h, w, cin), xk), _data(rng, (k, k, cin, cout), wk)
+                b = rng.integers(-2 ** 20, 2 ** 20, cout).astype(np.int32)
+                got = run(x, wt, b, np.zeros((1, h, w, cout), np.int32))
+                assert np.array_equal(got.astype(np.int64), _np_conv(x, wt, b, stride)), f"{key} x={xk} w={wk}"
+
+
+def test_channel_triples_decline_long_reductions():
+    """K * 128 * 128 must stay below the 2^20 lane offset: K = 64 is refused (the generic tile applies)."""
+    from cloudcover.export import sched_swar
+
+    with pytest.raises(sched_swar.Declined):
+        _swar(_te_conv(1, 2, 64, 3, 1, 1), "1x3-swar3")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(SHAPES))
 def test_swar_kernels_match_numpy_every_tile(name):
