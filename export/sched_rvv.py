@@ -7,22 +7,23 @@ tile of 32 output channels into, per reduction step, one int8 weight load (e8 m2
 (m4) and, per output pixel, one scalar activation load and one widening multiply-accumulate `vwmacc.vx` into an
 int32 LMUL-8 accumulator: ~10 instructions for 64 MACs with a 2 x 32 tile, ~11 for 96 with 3 x 32 (three
 8-register accumulators, the 4-register int16 weights and the 2-register int8 load fill the 32 registers; the
-generic 16-channel tile at LMUL 1 takes ~20 for 64). The loop vectorizer turns the requantization epilogue (64-bit multiply, rounding shifts, clamp per
-channel) into int64 LMUL-8 vector code over the channel tile as well.
+generic 16-channel tile at LMUL 1 takes ~20 for 64). The requantization epilogue after the tile becomes RVV
+fixed-point instructions in int32 lanes at build time (sched_rvv_epilogue.py, every rv64gcv kernel whose epilogue
+has the lowering's form; LLVM's loop vectorizer would run it in int64 lanes).
 
 The loop structure is schedules._tiled's (reduction outside, the unrolled Pw x Pc accumulator tile inside, the
 epilogue per tile); only the tile and the LLVM option differ, so results are bit-identical to the naive schedule
 (tests/riscv/test_sched_rvv.py). This family takes a kernel when its recorded tile is an "-rvv" one
 (export/schedules.json, measured per shape), or when the generic default would apply and the shape has a
 multiple of 32 channels; a recorded generic tile is left to schedules.py, depthwise kernels to sched_depthwise.py.
-A "-rvvq" tile is the same tile with the requantization epilogue rewritten to int32 lanes (sched_rvv_requant.py,
-exact); it is recorded only for the shapes where it measured fewer instructions.
+A "-rvvq" tile (recorded where sched_rvv_requant.py's int32-lane epilogue once measured fewer instructions) now
+builds as its "-rvv" twin: sched_rvv_epilogue.py gives every tile the RVV fixed-point epilogue.
 """
 
 from __future__ import annotations
 
 VARIANT = "rvv"
-NARROW = "rvvq"  # the same tile with the requantization epilogue in int32 lanes (sched_rvv_requant.py)
+NARROW = "rvvq"  # recorded tile name: builds as "-rvv" (the int32-lane epilogue is sched_rvv_epilogue's for all)
 # LLVM options for this family's kernels only (build_kernels): the vectorizers see 8-register groups
 WIDE_OPTS = ("-riscv-v-register-bit-width-lmul:int=8",)
 # tile variants built with WIDE_OPTS: this family's and sched_depthwise's (its vector tiles were measured with it)
@@ -40,8 +41,6 @@ _CANDS = ((32, 3), (32, 2), (32, 1), (16, 6), (16, 4), (16, 2), (8, 8), (8, 6), 
 # 8-channel tiles that fit 3-pixel rows were all that was tried before
 _NARROW_CANDS = ((48, 1), (56, 1), (112, 1), (24, 2), (48, 2))
 _NARROW_KU = (2, 4)  # unrolled by 1 they measured slower on every such shape
-# the "-rvvq" tiles a search tries: where the int32-lane epilogue measured fewer instructions (schedules.json)
-_Q_CANDS = ((32, 3), (32, 2), (16, 4), (48, 2))
 
 
 def default_tile(shape):
@@ -61,7 +60,6 @@ def candidate_tiles(shape) -> list:
     cands = [Tile(pw, pc, ku, VARIANT) for pc, pw in _CANDS for ku in (1, 2)]
     cands += [Tile(pw, pc, ku, VARIANT) for pc, pw in _NARROW_CANDS for ku in _NARROW_KU
               if Tile(pw, pc, ku, VARIANT) not in cands]
-    cands += [Tile(pw, pc, 1, NARROW) for pc, pw in _Q_CANDS]
     return [t for t in cands if shape.channels % t.pc == 0 and shape.pixels % t.pw == 0 and not shape.depthwise]
 
 
@@ -102,16 +100,24 @@ def schedule(func, found, vector: bool, choose):
 
 
 def build_kernels(kernels, llvm: dict):
-    """tirx.build of the kernel module for the LLVM target `llvm`; on a vector target the kernels this family
-    scheduled are built apart with WIDE_OPTS (an LLVM option is process-wide per build, and other kernels'
-    SLP-vectorized tiles get worse with it: 8-channel tiles turn into gathers) and the two objects are joined
-    by a relocatable link, so the result's write_to_file still writes one kernels.o."""
+    """tirx.build of the kernel module for the LLVM target `llvm`; on a vector target every kernel's requantization
+    epilogue is first rewritten to RVV intrinsics (sched_rvv_epilogue.rewrite: after narrow_consts, so its
+    per-channel vectors are int32), and the kernels this family scheduled are built apart with WIDE_OPTS (an
+    LLVM option is process-wide per build, and other kernels' SLP-vectorized tiles get worse with it: 8-channel
+    tiles turn into gathers) and the two objects are joined by a relocatable link, so the result's
+    write_to_file still writes one kernels.o."""
     import tvm
     from tvm import tirx
 
+    if "+v" not in llvm.get("mattr", []):
+        return tirx.build(kernels, target=tvm.target.Target(llvm))
+    from .sched_rvv_epilogue import rewrite
+
+    kernels = tvm.IRModule({gv: rewrite(f) if isinstance(f, tirx.PrimFunc) else f
+                            for gv, f in kernels.functions.items()}, attrs=kernels.attrs)
     wide = {gv: f for gv, f in kernels.functions.items()
             if str((f.attrs or {}).get("cloudcover_tile", "")).rpartition("-")[2] in WIDE_VARIANTS}
-    if not wide or "+v" not in llvm.get("mattr", []):
+    if not wide:
         return tirx.build(kernels, target=tvm.target.Target(llvm))
     rest = {gv: f for gv, f in kernels.functions.items() if gv not in wide}
     parts = [tirx.build(tvm.IRModule(wide), target=tvm.target.Target({**llvm, "cl-opt": list(WIDE_OPTS)}))]

@@ -192,10 +192,10 @@ NARROW = {
     "mnv2-pw1x1-336-112-3px": (Case("conv2d", _conv(112, 1, 1), (3, 3, 336), "zp127"), ("1x112u4-rvv", "1x56u2-rvv")),
     "mnv2-pw1x1-144-24-6px": (Case("conv2d", _conv(24, 1, 1), (6, 6, 144)), ("6x8u2-rvv", "2x24u4-rvv")),
     "mnv2-pw1x1-8-48-48px": (Case("conv2d", _conv(48, 1, 1), (12, 12, 8)), ("1x48-rvv", "1x48u4-rvv")),
-    # "-rvvq": the same tiles with the int32-lane requantization epilogue (sched_rvv_requant.py)
+    # "-rvvq": recorded tile names of MobileNetV2 (now built as their "-rvv" twins: sched_rvv_epilogue.py)
     "mnv2-stem-3x3s2-16": (Case("conv2d", _conv(16, 3, 2), (12, 12, 3), "zp-128"), ("3x16u3-rvvq",)),
     "mnv2-pw1x1-16-96": (Case("conv2d", _conv(96, 1, 1), (6, 6, 16), "zp127"), ("3x32-rvvq", "2x48-rvvq")),
-    # "-dwq": sched_depthwise's vector tiles with that epilogue
+    # "-dwq": sched_depthwise's recorded vector tiles (built as "-dw")
     "mnv2-dw-s1-16": (Case("conv2d", _dw(1), (8, 8, 16), "zp-128"), ("2x16-dwq",)),
     "mnv2-dw-s1-144": (Case("conv2d", _dw(1), (6, 6, 144), "zp127"), ("1x48-dwq",)),
 }
