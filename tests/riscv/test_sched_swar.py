@@ -112,6 +112,8 @@ SHAPES = {
     "mnv2-pw1x1-8-48": (3, 12, 8, 48, 1, 1),  # the 8 -> 48 expansion: "swarco" candidates (short reduction)
     "unet-conv3x3-8-k72": (5, 14, 8, 8, 3, 1),  # input channels 8: the window column and channels fused
     "unet-stem7x7-s2-16": (9, 29, 3, 16, 7, 2),
+    "mnv2-stem3x3-s2-16": (5, 13, 3, 16, 3, 2),  # K = 27, 16 channels: pixel triples ("swar3x")
+    "mnv2-pw1x1-8-k48": (3, 9, 48, 8, 1, 1),  # K = 48: the longest reduction class the 21-bit lanes take
 }
 
 
@@ -205,6 +207,28 @@ def test_channel_triple_tiles_match_numpy(name):
                 x, wt = _data(rng, (1, h, w, cin), xk), _data(rng, (k, k, cin, cout), wk)
                 b = rng.integers(-2 ** 20, 2 ** 20, cout).astype(np.int32)
                 got = run(x, wt, b, np.zeros((1, h, w, cout), np.int32))
+                assert np.array_equal(got.astype(np.int64), _np_conv(x, wt, b, stride)), f"{key} x={xk} w={wk}"
+
+
+@pytest.mark.parametrize("name", ["mnv2-stem3x3-s2-16", "mnv2-pw1x1-8-k48"])
+def test_pixel_triple_tiles_match_numpy(name):
+    """"swar3x" (three output pixels' activations in 21-bit lanes, any channel count, K <= 63: the stem, the
+    24 -> 8 and 48 -> 8 projections), every data pattern pair: -128 x -128 over K = 48 puts 48 * 2^14 in a lane."""
+    from cloudcover.export import sched_swar
+
+    h, w, cin, cout, k, stride = SHAPES[name]
+    keys = [t for t in _tiles(h, w, cin, cout, k, stride) if t.endswith("-" + sched_swar.PIXEL_TRIPLES)]
+    assert keys and all(t in ("3x8-swar3x", "3x4-swar3x", "6x4-swar3x") for t in keys), keys
+    func = _te_conv(h, w, cin, cout, k, stride)
+    rng = np.random.default_rng(10)
+    oh, ow = (h - k) // stride + 1, (w - k) // stride + 1
+    for key in keys:
+        run = _host(_swar(func, key))
+        for xk in ("random", "min", "max", "alternate"):
+            for wk in ("random", "min", "max", "alternate"):
+                x, wt = _data(rng, (1, h, w, cin), xk), _data(rng, (k, k, cin, cout), wk)
+                b = rng.integers(-2 ** 20, 2 ** 20, cout).astype(np.int32)
+                got = run(x, wt, b, np.zeros((1, oh, ow, cout), np.int32))
                 assert np.array_equal(got.astype(np.int64), _np_conv(x, wt, b, stride)), f"{key} x={xk} w={wk}"
 
 
@@ -333,6 +357,14 @@ def test_channel_outer_stem_matches_tflite_on_rv64gc(tmp_path):
     _check_tflite("mnv2-stem3x3-s2-16", tmp_path, ["2x2-swarco"])
 
 
+def test_triple_lane_tiles_match_tflite_on_rv64gc(tmp_path):
+    """Pixel triples on the stride-2 stem (no activation: the sign-term epilogue, the lanes' offset folded into
+    the bias) and channel triples on a 24 -> 48 1x1 conv (K = 24, every step unrolled), whole models."""
+    for sub, name, key in (("stem", "mnv2-stem3x3-s2-16", "6x4-swar3x"), ("pw", "edge-pw1x1-48", "1x3-swar3")):
+        (tmp_path / sub).mkdir()
+        _check_tflite(name, tmp_path / sub, [key])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in MODELS if n != "resnet8-conv3x3-32-zp-128"])
 def test_swar_models_match_tflite_on_rv64gc(name, tmp_path):
@@ -350,8 +382,8 @@ def test_profile_counts_both_lanes():
 
 
 def test_recorded_swar_tiles_fit_their_shapes():
-    """Every "-swar"/"-swarc" entry of the repository's schedule file pairs a whole number of pixels (channels)
-    and divides its shape (else the compile silently falls back to the generic tile)."""
+    """Every SWAR entry of the repository's schedule file packs a whole number of pixel (channel) pairs or
+    triples, within the lanes' reduction limit, and divides its shape (else the compile silently falls back to the generic tile)."""
     import re
 
     from cloudcover.export import sched_swar, schedule_db, schedules
@@ -365,8 +397,10 @@ def test_recorded_swar_tiles_fit_their_shapes():
         assert m and not m.group(4), f"{key}: a SWAR tile on a depthwise or unknown shape"
         pixels, channels, k = int(m.group(1)), int(m.group(2)), int(m.group(3))
         assert pixels % tile.pw == 0 and channels % tile.pc == 0, f"{key}: {text} does not divide it"
-        assert (tile.pw if tile.variant == sched_swar.PIXELS else tile.pc) % 2 == 0, f"{key}: {text} has no pairs"
-        assert k * 128 * 128 < 2 ** 31, f"{key}: reduction too long for int32 lanes"
+        triples = tile.variant in (sched_swar.TRIPLES, sched_swar.PIXEL_TRIPLES)
+        packed = tile.pw if tile.variant in (sched_swar.PIXELS, sched_swar.PIXEL_TRIPLES) else tile.pc
+        assert packed % (3 if triples else 2) == 0, f"{key}: {text} has no whole pairs (triples)"
+        assert k * 128 * 128 < (sched_swar.LANE3_OFFSET if triples else 2 ** 31), f"{key}: reduction too long"
 
 
 def test_default_tile_fits_or_declines():
