@@ -27,7 +27,10 @@ MACs; the pair is decoded per output (lo = int32(acc), hi = (acc - lo) >> 32) be
 Measured on MobileNetV2 (kernel_bench, rv64gc, per-kernel profile): 48 x 48 x 16 4.83 -> 4.10 instructions/MAC,
 24 x 24 x 48 4.95 -> 4.23, 12 x 12 x 96 5.17 -> 4.34 (4 pixels per tile), 6 x 6 x 144 5.17 -> 4.88 (2 pixels).
 Strided convs (the pair's windows share no input row: packing costs more than it saves, measured) and odd row
-counts (3 x 3 maps) keep the one-row "dw" tile.
+counts (3 x 3 maps) keep the one-row "dw" tile. "dw3" packs three rows in 21-bit lanes (sched_swar's three-lane
+form, |lane sum| <= 9 * 2^14 < 2^20; rows a multiple of 3): one mul + add per three MACs, 5 input rows loaded
+per 3 output rows; with the floor-form epilogue (sched_requant) MobileNetV2's stride-1 layers went 3.30 -> 3.08
+(48 x 48 x 16), 3.62 -> 3.27 (24 x 24 x 48), 3.83 -> 3.37 (12 x 12 x 96), 3.87 -> 3.60 (6 x 6 x 144).
 
 A pad kernel whose channel loop is too short for a vector (the 3-channel stem input) gets its pixel and channel
 loops fused on rv64gcv: one contiguous row that LLVM vectorizes with a mask (3x fewer instructions). With 16+
@@ -43,6 +46,7 @@ from __future__ import annotations
 VARIANT = "dw"
 NARROW = "dwq"  # rv64gcv: a dw tile with the requantization epilogue in int32 lanes (sched_rvv_requant.py)
 ROWS = "dw2"  # rv64gc: two output rows packed in one int64 (SWAR, sched_swar.pack_reduction along the rows)
+ROWS3 = "dw3"  # rv64gc: three output rows in 21-bit lanes (sched_swar's three-lane packing; rows a multiple of 3)
 _SCALAR_PW = (2, 1)  # pixels per tile on rv64gc (one channel each): 2 measured better than 4 and 8
 _SCALAR_ROWS_PW = (4, 2, 1)  # pixels per row-pair tile on rv64gc: 4 measured best where it divides the row, then 2
 _VECTOR = ((1, 32), (1, 16), (2, 8), (1, 8))  # (pw, pc) on rv64gcv, best first
@@ -92,7 +96,7 @@ def candidate_tiles(shape, vector: bool) -> list:
     cands = ([Tile(pw, pc, 1, VARIANT) for pw, pc in ((1, 32), (2, 32), (1, 48), (1, 16), (2, 16), (4, 16), (2, 8),
                                                        (1, 8))]
              + [Tile(pw, pc, 1, NARROW) for pw, pc in ((1, 48), (2, 16))]  # where it measured fewer (schedules.json)
-             if vector else [Tile(pw, 1, 1, v) for v in (ROWS, VARIANT) for pw in (2, 4, 3, 1)])
+             if vector else [Tile(pw, 1, 1, v) for v in (ROWS, ROWS3, VARIANT) for pw in (2, 4, 3, 1)])
     return [t for t in cands if shape.pixels % t.pw == 0 and shape.channels % t.pc == 0]
 
 
@@ -110,9 +114,9 @@ def schedule(func, found, vector: bool, choose):
     shape = found[2]
     tile = choose(shape)
     if not vector and tile.variant != VARIANT:
-        if tile.variant != ROWS or shape.pixels % tile.pw:
+        if tile.variant not in (ROWS, ROWS3) or shape.pixels % tile.pw:
             tile = default_tile(shape, vector)
-        if tile.variant == ROWS:
+        if tile.variant in (ROWS, ROWS3):
             done = _rows_or_none(func, tile)
             if done is not None:
                 return done
@@ -233,11 +237,12 @@ def rows_tiled(func, tile):
         raise Declined("not a depthwise conv")
     out, red, shape = found
     loops = sch.get_loops(out)
-    if len(loops) != 4 or int(sch.get(loops[1]).extent) % 2 or shape.pixels % tile.pw:
+    lanes = 3 if tile.variant == ROWS3 else 2
+    if len(loops) != 4 or int(sch.get(loops[1]).extent) % lanes or shape.pixels % tile.pw:
         raise Declined("odd rows or a tile that does not divide the row")
     if not _stride_one(sch.get(red), int(sch.get(loops[1]).extent)):
         raise Declined("strided: the two rows' windows share no input row (packing costs more than it saves)")
-    packed = pack_reduction(sch.mod["main"], sch.get(red), axis=-3)
+    packed = pack_reduction(sch.mod["main"], sch.get(red), axis=-3, lanes=lanes)
     sch = s_tir.Schedule(packed)
     sch.compute_inline(sch.get_sblock("swar_decode"))
     red = sch.get_sblock("swar_acc")
@@ -246,7 +251,7 @@ def rows_tiled(func, tile):
         raise Declined("several outputs")
     out = outs[0]
     _, y, x, c = sch.get_loops(out)
-    yq, yl = sch.split(y, [None, 2])
+    yq, yl = sch.split(y, [None, lanes])
     xo, xi = sch.split(x, [None, tile.pw])
     sch.reorder(yq, c, xo, xi, yl)
     sch.unroll(yl)

@@ -38,6 +38,7 @@ SHAPES = {
 }
 FAST = [("mnv2-dw-s1-16-zp-128", "rv64gcv"), ("mnv2-dw-s1-16-zp-128", "rv64gc")]
 PACKS_ROWS = {"mnv2-dw-s1-16-zp-128", "mnv2-dw-s1-96-zp127", "mnv2-dw-s1-144"}  # stride 1, even rows: "dw2" applies
+PACKS_ROWS3 = {"mnv2-dw-s1-96-zp127", "mnv2-dw-s1-144"}  # stride 1, rows a multiple of 3: "dw3" applies
 TARGETS = ("rv64gc", "rv64gcv")
 
 
@@ -91,7 +92,8 @@ def _check(name: str, target: str, tmp: Path, every: bool) -> None:
         db = tmp / f"{tile.key()}.json"
         schedule_db.save({schedule_db.target_class(vector): {"*": tile.key()}}, db)
         used = _tiles_used(model, str(db), vector)
-        if tile.variant == sched_depthwise.ROWS and name not in PACKS_ROWS:  # strided or odd rows: declined
+        packs = {sched_depthwise.ROWS: PACKS_ROWS, sched_depthwise.ROWS3: PACKS_ROWS3}
+        if tile.variant in packs and name not in packs[tile.variant]:  # strided or rows not whole pairs: declined
             assert tile.key() not in used and any(u.endswith("-dw") for u in used)
         else:
             assert tile.key() in used  # the dw family scheduled it, not another
@@ -227,6 +229,50 @@ def test_row_pairs_decode_hand_case():
     assert np.array_equal(got.ravel(), want)
 
 
+def test_row_triples_decode_hand_case():
+    """Three output rows in 21-bit lanes (dw3) near the lanes' limits (9 * 2^14 = 147456 at most): input rows of
+    alternating sign against weight rows -128, 127, -128 give +146688, -146307, +146688 (bias -3 included), so
+    the middle lane is negative between two positive ones."""
+    from cloudcover.export import sched_depthwise
+    from cloudcover.export.schedules import Tile
+
+    from .test_sched_swar import _host, _te_conv
+
+    x = np.full((1, 5, 3, 1), -128, np.int8)
+    x[0, 1:4] = 127
+    x[0, 2] = -128
+    w = np.full((3, 3, 1, 1), -128, np.int8)
+    w[1] = 127
+    w[2] = -128
+    func = sched_depthwise.rows_tiled(_te_conv(5, 3, 1, 1, 3, 1, depthwise=True), Tile(1, 1, 1, "dw3"))
+    assert func.attrs["cloudcover_tile"] == "1x1-dw3"
+    got = _host(func)(x, w, np.array([-3], np.int32), np.zeros((1, 3, 1, 1), np.int32))
+    want = _np_dw(x, w, np.array([-3], np.int32)).ravel()
+    # rows 0 and 2: 3 * (2^14 + 127^2 + 2^14) - 3; row 1: 9 * 127 * -128 - 3
+    assert want.tolist() == [146688, -146307, 146688]
+    assert np.array_equal(got.ravel(), want)
+
+
+@needs_device
+def test_row_triples_match_tflite_on_rv64gc(tmp_path):
+    """dw3 on whole converted models: ReLU6 (the floor-form epilogue) and no activation with the input zero
+    point at 127 (the sign-term epilogue), each equal to TFLite's reference kernels."""
+    from cloudcover.export import schedule_db
+
+    for name, key in (("mnv2-dw-s1-144", "2x1-dw3"), ("mnv2-dw-s1-96-zp127", "3x1-dw3")):
+        work = tmp_path / name
+        work.mkdir()
+        model = work / "model_int8.tflite"
+        _convert(SHAPES[name], model)
+        x = _inputs(SHAPES[name].shape)
+        ref = _reference(model, x)
+        db = work / "db.json"
+        schedule_db.save({"scalar": {"*": key}}, db)
+        assert key in _tiles_used(model, str(db), False)
+        _, dev = _build(model, "rv64gc", str(db), work / "build", x)
+        assert np.array_equal(dev, ref.reshape(len(x), -1)), name
+
+
 def _np_dw(x, w, b):
     """int64 depthwise 3x3 'valid' conv, stride 1 (the independent oracle)."""
     k = w.shape[0]
@@ -258,8 +304,10 @@ def test_row_pairs_match_numpy_on_benchmark_shapes(h, w, c):
     ws = [rng.integers(-128, 128, (3, 3, 1, c)).astype(np.int8), np.full((3, 3, 1, c), -128, np.int8)]
     b = rng.integers(-(1 << 20), 1 << 20, c).astype(np.int32)
     shape = Shape(w - 2, c, 9, True)
-    tiles = [t for t in sched_depthwise.candidate_tiles(shape, False) if t.variant == sched_depthwise.ROWS]
-    assert tiles
+    rows3 = (h - 2) % 3 == 0
+    tiles = [t for t in sched_depthwise.candidate_tiles(shape, False)
+             if t.variant == sched_depthwise.ROWS or (rows3 and t.variant == sched_depthwise.ROWS3)]
+    assert tiles and (not rows3 or any(t.variant == sched_depthwise.ROWS3 for t in tiles))
     for tile in tiles:
         run = _host(sched_depthwise.rows_tiled(func, tile))
         for x in xs:
