@@ -10,28 +10,32 @@ channel's right shift r >= 1, half = 2^(r-1), multiplier 0 <= m < 2^31), in int6
 LLVM's loop vectorizer runs that in int64 lanes (16 per LMUL-8 group, with sign extensions, vsetvli toggles and
 narrowing steps: 3-5 instructions per output). RVV has the two steps as single int32 instructions, which LLVM
 cannot pattern-match from the int64 form, so here the channel loop of the epilogue is replaced (at build time,
-after narrow_consts made the per-channel vectors int32) by RVV intrinsics, 32 int32 lanes (VLEN 128, LMUL 8) at a
-time:
+after narrow_consts made the per-channel vectors int32) by RVV intrinsics, up to 32 int32 lanes (VLEN 128,
+LMUL 8) per chunk, about 12 instructions per chunk:
 
-    x = acc + bias                     vle32 acc, vle32 bias, vadd.vv    (int32, as TFLite adds the bias)
-    y = vsmul(x, m) with vxrm = rnu    vle32 m, vsmul.vv                 (exactly floor((x * m + 2^30) / 2^31):
-                                        the one saturating case, x = m = -2^31, cannot occur as m >= 0)
-    y' = y + (y >> 31), saturating     vsra.vi, vsadd.vv                 (y - 1 for y < 0; -2^31 stays)
-    z = vssra(y', r) with rnu          vle32 r, vssra.vv                 (RoundingDivideByPOT, below)
-    out = clamp(z + zp)                vadd.vx, vmax.vx, vmin.vx, two vnsrl.wi, vse8
+    x = acc + bias                   vle32 acc, vle32 bias, vadd.vv   (int32, as TFLite adds the bias)
+    y = SRDHM(x, m)                  vle32 m, vsmul.vv (vxrm = rnu)   (floor((x m + 2^30) / 2^31) exactly; the one
+                                                                       saturating case x = m = -2^31 cannot occur)
+    y' = y - [y < 0], saturating     vsra.vi 31, vsadd.vv             (left out after ReLU / ReLU6, below)
+    z = RDBPOT(y', r) to int16       vlse16 r (low halves), vnclip.wv (rnu rounding, int16 saturation)
+    out = clamp(z + zp) to int8      vsadd.vx, [vmax.vx, vmin.vx], vnclip.wi 0, vse8
 
-vssra with rnu computes floor(v / 2^r) + bit r-1 of v = floor((v + 2^(r-1)) / 2^r): round half up. TFLite rounds
-half away from zero: for y >= 0 the same; for y < 0 it rounds up only when the remainder exceeds half, which is
-rounding y - 1 half up (y = q 2^r + rem: rem = 0 gives q either way as 2^r - 1 >= half; rem > 0 gives
-q + [rem - 1 >= half]); y = -2^31 has rem = 0, so the saturating y - 1 = -2^31 is right too. Where the clamp's
-lower bound is at or above the zero point (ReLU, ReLU6: every z <= 0 gives the same output) the negative case
-cannot change a result and the two instructions are left out.
+rnu rounding computes floor(v / 2^r) + bit r-1 of v = floor((v + 2^(r-1)) / 2^r): round half up. TFLite's
+RoundingDivideByPOT rounds half away from zero: for y >= 0 the same; for y < 0 it rounds up only when the remainder
+exceeds half, which is rounding y - 1 half up (y = q 2^r + rem: rem = 0 gives q either way as 2^r - 1 >= half;
+rem > 0 gives q + [rem - 1 >= half]); y = -2^31 has rem = 0, so the saturating y - 1 = -2^31 is right too. Where
+the clamp's lower bound is at or above the zero point (ReLU, ReLU6) every y < 0 gives that bound either way, so the
+y - 1 step is left out. A z beyond int16 saturates and still clamps to the same int8 end after the zero point.
+The kernel before MobileNetV2's average pool stores the clamped value as int32 (the pool's widening cast is fused
+in): there the clamp runs at int16 and vsext widens it. A chunk of 5-8 / 9-16 channels uses LMUL 2 / 4 (fewer
+registers when several pixels' chunks are live).
 
 Bit-exact with the int64 form for every accumulator whose acc + bias does not overflow int32 (TFLite's reference
 kernels add the bias in int32 too). `rewrite(func)` returns `func` unchanged unless its epilogue has exactly the
-forms above in one serial channel loop with contiguous accesses and int32 parameter vectors; tests:
-tests/riscv/test_sched_rvv_epilogue.py (the arithmetic against requant.multiply_by_quantized_multiplier under
-QEMU, and whole kernels against TFLite's reference kernels).
+forms above in one serial channel loop with contiguous accesses, int32 parameter vectors and an int8 or int32
+output. Tests (tests/riscv/test_sched_rvv_epilogue.py): `requant_rvv`, the sequence as the RVV spec defines each
+instruction, against requant.multiply_by_quantized_multiplier on int32 extremes, ties and random values; built
+kernels of each form against TFLite's reference kernels under QEMU.
 """
 
 from __future__ import annotations
@@ -40,7 +44,6 @@ from .sched_requant import _NoMatch, find_epilogue
 from .sched_rvv_requant import _match_y, _match_z
 
 LANES = 32  # int32 lanes of an LMUL-8 group at VLEN 128 (rv64gcv's minimum)
-V32, V16, V8 = "int32xvscalex16", "int16xvscalex16", "int8xvscalex16"  # LMUL 8 / 4 / 2 at any VLEN
 RNU = 0  # vxrm: round to nearest, ties up
 
 
@@ -95,7 +98,8 @@ def _rewrite(func):
     if not isinstance(acc, ir.TensorLoad) or str(acc.ty) != "int32":
         raise _NoMatch
     store = zblock.body
-    if str(store.value.ty) != "int8" or str(store.buffer.ty.dtype) != "int8":
+    wide = str(store.buffer.ty.dtype)  # int8, or int32 where a consumer's widening cast was fused in (avg pool)
+    if wide not in ("int8", "int32") or str(store.value.ty) != wide:
         raise _NoMatch  # e.g. a residual add that reads the requantized value before its own clamp
     lo, hi, add = _clamp_chain(store.value, zexpr)
     pc = int(loop.extent) if isinstance(loop.extent, tirx.IntImm) else 0
@@ -117,7 +121,8 @@ def _rewrite(func):
     for c0 in range(0, pc, LANES):
         vl = min(LANES, pc - c0)
         stmts += _chunk(vl, at(acc, yreal, c0), at(bias, yreal, c0), at(mult, yreal, c0), at(right, zreal, c0),
-                        tirx.address_of(tirx.BufferLoad(store.buffer, out_idx(c0))), add, lo, hi, relu)
+                        tirx.address_of(tirx.BufferLoad(store.buffer, out_idx(c0))), add, lo, hi, relu,
+                        wide == "int32")
     new = tirx.SeqStmt(stmts)
 
     def on_for(f, m):
@@ -126,14 +131,15 @@ def _rewrite(func):
     return func.with_body(tvm_ffi.structural_mutate(func.body, [(tirx.For, on_for)]))
 
 
-def _chunk(vl: int, p_acc, p_bias, p_mult, p_right, p_out, add: int, lo: int, hi: int, relu: bool) -> list:
+def _chunk(vl: int, p_acc, p_bias, p_mult, p_right, p_out, add: int, lo: int, hi: int, relu: bool,
+           out32: bool = False) -> list:
     """The statements of one chunk of `vl` channels, in the smallest register group that holds them (LMUL 8 for
     17-32 int32 lanes, 4 for 9-16, 2 for 5-8, 1 below: fewer registers, no spills when several pixels' chunks
     are live). Every intrinsic's pass-through is a never-written local (LLVM reads it as undef: tail-agnostic,
     no register copy). The shift is read as the low halves of the int32 vector (a strided vlse16) so that one
     vnclip.wv does RoundingDivideByPOT and the narrowing to int16 (saturating: a value beyond int16 clamps the
     same way after the zero point), then vsadd adds the zero point and vnclip.wi (or vmax/vmin, vnsrl) clamps
-    and narrows to int8."""
+    and narrows to int8 (`out32`: clamps at int16 and sign-extends to an int32 output instead)."""
     from tvm import ir, tirx
 
     n = 16 if vl > 16 else 8 if vl > 8 else 4 if vl > 4 else 2
@@ -173,10 +179,14 @@ def _chunk(vl: int, p_acc, p_bias, p_mult, p_right, p_out, add: int, lo: int, hi
     z = rvv("z", "vnclip", v16, y, r, rnu)
     if add:
         z = rvv("z1", "vsadd", v16, z, tirx.const(add, "int16"))
-    if lo > -128:
+    if lo > -128 or out32:
         z = rvv("z2", "vmax", v16, z, tirx.const(lo, "int16"))
-    if hi < 127:
+    if hi < 127 or out32:
         z = rvv("z3", "vmin", v16, z, tirx.const(hi, "int16"))
+    if out32:
+        w = bind("w", v32, tirx.call_llvm_intrin(v32, "llvm.vp.sext", z, ones, evl))
+        out.append(tirx.Evaluate(tirx.call_llvm_intrin("void", "llvm.vp.store", w, p_out, ones, evl)))
+        return out
     q = rvv("q", "vnclip", v8, z, tirx.const(0, "int64"), rnu)
     out.append(tirx.Evaluate(tirx.call_llvm_intrin("void", "llvm.vp.store", q, p_out, ones, evl)))
     return out

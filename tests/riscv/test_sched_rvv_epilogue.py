@@ -108,12 +108,22 @@ def test_rewrite_applies_to_the_lowered_epilogue(tmp_path):
     _, narrowed = _kernel(dw, _dw_relu6, (6, 6, 16), "2x16-dw")
     assert rewrite(narrowed).script().count("llvm.riscv.vsmul") == 1  # one 16-lane chunk in the pixel loop
 
+    head = tmp_path / "head"
+    head.mkdir()
+    _, narrowed = _kernel(head, lambda x: _layers().GlobalAveragePooling2D()(_relu6_conv(64)(x)), (3, 3, 16),
+                          "3x32-rvv")
+    text = rewrite(narrowed).script()
+    assert "llvm.vp.sext" in text and "llvm.riscv.vmin" in text  # int32 output: clamped at int16, widened
 
-# (id, case, tile): MobileNetV2's three epilogue forms on small maps; inputs at both ends of the int8 range too
+
+# (id, case, tile): MobileNetV2's epilogue forms on small maps; inputs at both ends of the int8 range too
 CASES = {
     "expand-relu6-48": (Case("conv2d", _relu6_conv(48), (6, 6, 8)), "1x48-rvv"),
     "project-linear-16": (Case("conv2d", lambda x: _layers().Conv2D(16, 1)(x), (6, 6, 48), "zp-128"), "4x16u2-rvv"),
     "dw-relu6-16": (Case("conv2d", _dw_relu6, (6, 6, 16), "zp127"), "2x16-dw"),
+    # the last conv before the average pool stores int32 (the pool's widening cast fused into its epilogue)
+    "head-relu6-64-avgpool": (Case("conv2d", lambda x: _layers().GlobalAveragePooling2D()(_relu6_conv(64)(x)),
+                                   (3, 3, 16)), "3x32-rvv"),
 }
 
 
