@@ -142,7 +142,40 @@ def rewrite(func):
     try:
         return _rewrite(func)
     except _NoMatch:
+        pass
+    try:
+        return _rewrite_in_place(func)
+    except _NoMatch:
         return func
+
+
+def _rewrite_in_place(func):
+    """Where the derived constants do not pay (few outputs per channel): the same epilogue without them, its
+    sign term dropped behind a zero-point floor ((Y + H) >> S) and its clamp as the one-compare branch."""
+    import tvm_ffi
+    from tvm import s_tir, tirx
+
+    _, _, _, (zblock, zexpr, yload, hload, sload) = find_epilogue(func, _match_y, _match_z)
+    zval = tirx.shift_right(yload + hload, sload) if clamped_below_zero_point(zblock.body.value, zexpr) else zexpr
+    zstore = branch_clamp(zblock.body, zexpr, zval)
+    if zstore is None:
+        raise _NoMatch
+    params = [p for p in func.params if isinstance(p.ty, tirx.BufferType)]
+    bmap = {b: b for b in params + list(func.body.block.alloc_buffers)}
+    tmp = s_tir.SBlock(zblock.iter_vars, [], [], zblock.name_hint, zstore, zblock.init)
+    reads, writes = s_tir.analysis.get_sblock_read_write_region(tmp, bmap)
+    nb = s_tir.SBlock(zblock.iter_vars, reads, writes, zblock.name_hint, zstore, zblock.init,
+                      list(zblock.alloc_buffers), list(zblock.match_buffers), zblock.annotations)
+
+    def on_block(b, m):
+        return nb if b.same_as(zblock) else m.default_mutate(b)
+
+    realize = func.body
+    root = realize.block
+    body = tvm_ffi.structural_mutate(root.body, [(s_tir.SBlock, on_block)])
+    block = s_tir.SBlock(root.iter_vars, root.reads, root.writes, root.name_hint, body, root.init,
+                         list(root.alloc_buffers), root.match_buffers, root.annotations)
+    return func.with_body(s_tir.SBlockRealize(realize.iter_values, realize.predicate, block))
 
 
 def find_epilogue(func, match_y, match_z):

@@ -145,6 +145,31 @@ def test_rewrite_applies_to_scalar_convs_only(tmp_path):
 
 
 @needs_device
+def test_small_maps_keep_the_epilogue_with_the_branch_clamp_and_are_bit_exact(tmp_path):
+    """On 3 x 3 maps the derived constants do not pay: the epilogue keeps its form, with the sign term dropped
+    behind the ReLU6 floor and the clamp as one compare; equal to TFLite's reference kernels under QEMU."""
+    from tvm import tirx
+
+    from cloudcover.export.compile import compile_model
+    from cloudcover.export.lowering import _count
+    from cloudcover.riscv import qemu, toolchain
+
+    case = Case("conv2d", _mnv2_block, (3, 3, 8))
+    model = tmp_path / "model_int8.tflite"
+    _convert(case, model)
+    kernels = _kernels(model, False)
+    convs = [f for k, f in kernels.items() if k.startswith("fused_conv2d")]
+    assert len(convs) == 3 and not any(_rewritten(f) for f in convs)
+    assert all(_count(f.body, lambda n: isinstance(n, tirx.IfThenElse)) > 0 for f in convs)
+    x = _inputs(case.shape)
+    ref = _reference(model, x)
+    compile_model(model, "rv64gc", tmp_path / "model", log=lambda m: None, compute="int8")
+    exe = toolchain.build_infer(tmp_path / "model", tmp_path / "cmake", "rv64gc")
+    raw = qemu.run_infer(qemu.find_emulator(), exe, "rv64gc", x.tobytes(), tmp_path / "qemu", count=False).output
+    assert np.array_equal(np.frombuffer(raw, np.int8).reshape(len(x), -1), ref.reshape(len(x), -1))
+
+
+@needs_device
 @pytest.mark.parametrize("star", [None, "2x4-swarc", "2x2-swarco", "2x4", "2x2-swar", "2x1-dw", "1x3-swar3"])
 def test_rewritten_block_is_bit_exact_under_qemu(star, tmp_path):
     """Through every accumulator form the bias can start in: int32 (generic and one-row dw tiles), SWAR lanes of
