@@ -61,7 +61,7 @@ def _dw_tiles(model: Path, vector: bool) -> list:
     assert shapes, "the case has a depthwise kernel"
     tiles = {t for s in shapes for t in sched_depthwise.candidate_tiles(s, vector)}
     tiles |= {sched_depthwise.default_tile(s, vector) for s in shapes}
-    return sorted(tiles, key=lambda t: (-t.pc, -t.pw))
+    return sorted(tiles, key=lambda t: (-t.pc, -t.pw, t.key()))
 
 
 def _tiles_used(model: Path, db: str, vector: bool) -> set[str]:
@@ -89,6 +89,8 @@ def _check(name: str, target: str, tmp: Path, every: bool) -> None:
     vector = target == "rv64gcv"
     tiles = _dw_tiles(model, vector)  # (one where only 1 x 8 divides: the odd 3 x 5 x 8 case on rv64gcv)
     for tile in tiles if every else tiles[:2]:
+        if every and tile.variant == sched_depthwise.ROWS3 and name not in PACKS_ROWS3:
+            continue  # declined: the one-row tile it falls back to is tested on its own
         db = tmp / f"{tile.key()}.json"
         schedule_db.save({schedule_db.target_class(vector): {"*": tile.key()}}, db)
         used = _tiles_used(model, str(db), vector)
