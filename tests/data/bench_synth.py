@@ -3,7 +3,7 @@
     .venv/bin/python tests/data/bench_synth.py [--before 37ae0e3] [--n 48] [--repeat 3] [--out reports/bench_synth.json]
 
 Times the demo's two shapes (CloudSEN12-like 13 bands at 256 px, 38-Cloud-like 4 bands at 96 px) on one
-worker, for the generator of this checkout and for the one at --before (its train/data/synth.py loaded from
+worker, for the generator of this checkout and for the one at --before (its train/data/synth*.py loaded from
 git; default 37ae0e3, the generator before the realistic scenes). Runs alternate before/after so that load
 from other processes on a shared machine hits both alike; the best of --repeat is reported.
 """
@@ -26,16 +26,32 @@ REPO = Path(__file__).resolve().parents[2]
 SHAPES = (("cloudsen12", 256), ("38cloud", 96))
 
 
+FAMILY = ("synth_spectra", "synth_terrain", "synth_clouds", "synth")  # the generator's modules, dependencies first
+
+
 def _load_revision(rev: str):
-    """The synth module of `rev` (it imports only modules that still exist under the same names)."""
-    src = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:train/data/synth.py"], check=True,
-                         capture_output=True, text=True).stdout
-    path = Path(tempfile.mkdtemp()) / f"synth_{rev}.py"
-    path.write_text(src)
-    spec = importlib.util.spec_from_file_location(f"synth_{rev}", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
+    """The generator of `rev`: its synth.py with the synth_* modules of the same revision (those that exist
+    there; other imports resolve to this checkout's modules of the same names)."""
+    tmp = Path(tempfile.mkdtemp())
+    loaded: list[str] = []
+    mod = None
+    for name in FAMILY:
+        got = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:train/data/{name}.py"], capture_output=True,
+                             text=True)
+        if got.returncode != 0:
+            if name == "synth":
+                raise SystemExit(f"bench_synth: no train/data/synth.py at {rev}")
+            continue
+        src = got.stdout
+        for dep in loaded:
+            src = src.replace(f"from cloudcover.train.data.{dep} import", f"from {dep}_{rev} import")
+        path = tmp / f"{name}_{rev}.py"
+        path.write_text(src)
+        spec = importlib.util.spec_from_file_location(f"{name}_{rev}", path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod
+        spec.loader.exec_module(mod)
+        loaded.append(name)
     return mod
 
 

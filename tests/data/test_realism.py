@@ -63,6 +63,28 @@ def test_label_stats_on_a_hand_made_scene():
     assert st["thick"] == st["cloud"] and st["thin"] is None and st["shadow"] is None
 
 
+def test_edge_profile_on_a_hand_made_ramp():
+    # 128 px at the 509 px scale: ground 0.2 everywhere; cloud labelled from column 64 on, lifted by 0.01 per pixel
+    # of distance from the label edge (the k-th labelled column is k + 1 pixels in); a dark shadow (0.05) on 100
+    # of the 128 rows of the 12 columns 13-24 px outside the edge must be left out of that bin.
+    refl = np.full((3, 128, 128), 0.2)
+    codes = np.zeros((128, 128), np.uint8)
+    codes[:, 64:] = 1
+    refl[:, :, 64:] += 0.01 * (np.arange(64) + 1)
+    codes[:100, 40:52] = 3
+    refl[:, :100, 40:52] = 0.05
+    prof = realism.edge_profile(refl, codes, np.ones((128, 128), bool))
+    assert len(prof) == len(realism.EDGE_BINS) - 1
+    # bins (-24,-12] (-12,-6] (-6,-3] (-3,0] | (0,3] (3,6] (6,12] (12,24] (24,48]: inside, medians of the lifts
+    # 0.01 x {1..3}, {4..6}, {7..12}, {13..24}, {25..48}; outside, clear ground at 0 (the shadow left out)
+    np.testing.assert_allclose(prof, [0, 0, 0, 0, 0.02, 0.05, 0.095, 0.185, 0.365], atol=1e-9)
+    # a coarser patch (every pixel 2 px of 509, as a 256 px synthetic patch): the k-th labelled column sits at
+    # 2 (k + 1) px, so (0,3] holds lift 0.01 and (24,48] the columns 13-24 px in
+    small = realism.edge_profile(refl[:, :64, 32:96], codes[:64, 32:96], np.ones((64, 64), bool), px_509=2.0)
+    np.testing.assert_allclose(small[4:], [0.01, 0.025, 0.05, 0.095, 0.185], atol=1e-9)
+    assert realism.edge_profile(refl, np.zeros_like(codes), np.ones((128, 128), bool)) == [None] * 9
+
+
 def test_error_breakdown_counts_by_morphology_and_edge_distance(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -92,3 +114,5 @@ def test_runs_with_other_augmentation_get_their_own_folder_name():
     assert realism._augment_tag(parse_augment("hflip,vflip")) == ""  # the demo's runs keep their old names
     assert realism._augment_tag(parse_augment("hflip,vflip,contrast=0.4,blur=1")) == "_aug-hflip-vflip-contrast0.4-blur1"
     assert realism._augment_tag(parse_augment("none")) == "_aug-none"
+    # a labelled rim names its data and runs too; the demo's scenes keep their names
+    assert realism._rim_tag(0.0) == "" and realism._rim_tag(12.0) == "_rim12" and realism._rim_tag(7.5) == "_rim7.5"

@@ -15,6 +15,7 @@ import pytest
 from cloudcover.train.data import coverage
 from cloudcover.train.data.synth import (TOLERANCE_PCT, SynthConfig, make_scene, plan, roi_style, synthesize)
 from cloudcover.train.data.synth_clouds import MORPHOLOGIES
+from cloudcover.train.errors import CloudcoverError
 
 B2, B3, B4, B8, B10, B11 = 1, 2, 3, 7, 10, 11
 ONLY = {m: tuple(float(i == k) for i in range(len(MORPHOLOGIES))) for k, m in enumerate(MORPHOLOGIES)}
@@ -178,3 +179,51 @@ def test_labelled_cloud_is_mostly_semi_transparent_around_opaque_cores(morph):
         assert (a >= a.max() - 1e-5).mean() <= 0.25 + 1e-3  # the cores, at the cloud's full opacity
         assert np.median(a) < 0.8
         assert a.min() >= 0.27  # the label starts where the cloud is faint but visible (edge opacity >= 0.28)
+
+
+@pytest.mark.parametrize("morph", ["cumulus", "stratiform", "mixed"])
+@pytest.mark.parametrize("size", [128, 256])
+def test_label_rim_labels_visible_cloud_with_a_faint_rim(morph, size):
+    """Opaque cores are at most a quarter of the labelled cloud (core share drawn in 5-25 %); the label runs a
+    faint rim (opacity from ~0.04-0.11 at its edge) around visible cloud (opacity >= RIM_OPACITY[0]) and no
+    further: every labelled pixel lies within the rim's width of visible cloud, as real manual labels do."""
+    from scipy.ndimage import binary_erosion, distance_transform_edt
+
+    from cloudcover.train.data.synth_clouds import RIM_OPACITY, RIM_PX, make_clouds
+
+    rim = max(1, round(RIM_PX * size / 509))
+    style = dataclasses.replace(roi_style(0, 3, label_rim=RIM_PX), morphology_p=ONLY[morph])
+    assert 0.04 <= style.edge_opacity[0] and style.edge_opacity[1] <= 0.11
+    for seed in range(3):
+        c = make_clouds(np.random.default_rng(seed), style, 40.0, size, size, label_rim=RIM_PX)
+        lab = c.mask != coverage.CLEAR
+        a = c.alpha[lab]
+        assert coverage.coverage_pct(c.mask) == pytest.approx(40.0, abs=TOLERANCE_PCT)
+        assert (a >= a.max() - 1e-5).mean() <= 0.25 + 1e-3  # the cores, at the cloud's full opacity
+        assert np.median(a) < 0.8
+        assert a.min() >= 0.02  # faint, never nothing
+        edge = lab & ~binary_erosion(lab, border_value=1)
+        assert np.median(c.alpha[edge]) < 0.15  # the label edge is barely visible ...
+        visible = c.alpha >= RIM_OPACITY[0] - 1e-6
+        tiles = np.tile(visible, (3, 3))  # the canvas is periodic
+        dist = distance_transform_edt(~tiles)[size:2 * size, size:2 * size]
+        assert dist[lab].max() <= 1.2 * rim + 1  # ... and at most a rim away from visible cloud (octagon rim)
+
+
+@pytest.mark.parametrize("fmt,size,ext", [("cloudsen12", 128, "tif"), ("38cloud", 96, "TIF")])
+def test_label_rim_keeps_coverage_balance_and_determinism(tmp_path, fmt, size, ext):
+    from cloudcover.train.data.synth_clouds import RIM_PX
+
+    def digest(root):
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(root.rglob(f"*.{ext}"))}
+
+    cfg = dict(format=fmt, n=16, seed=2, size=size, patches_per_roi=8, workers=1, progress=False)
+    runs = {name: synthesize(SynthConfig(out=tmp_path / name, label_rim=rim, **cfg))
+            for name, rim in (("a", RIM_PX), ("b", RIM_PX), ("plain", 0.0))}
+    assert runs["a"].max_error_pct <= TOLERANCE_PCT and set(runs["a"].counts.values()) == {4}
+    assert digest(tmp_path / "a") == digest(tmp_path / "b")
+    changed = {k for k, v in digest(tmp_path / "a").items() if digest(tmp_path / "plain")[k] != v}
+    assert len(changed) >= len(digest(tmp_path / "a")) // 2  # the rim changes the cloudy scenes
+    with pytest.raises(CloudcoverError, match="label_rim"):
+        synthesize(SynthConfig(out=tmp_path / "bad", label_rim=-1.0, **cfg))

@@ -2,7 +2,7 @@
 
     python -m cloudcover.train.data.realism [--shared ../shared/data] [--work /tmp/cloudcover_realism]
         [--out reports/realism] [--seeds 0] [--epochs 40] [--n 1440] [--skip cls,seg,13band]
-        [--augment hflip,vflip,contrast=0.4,...] [--seg-seeds 0,1]
+        [--augment hflip,vflip,contrast=0.4,...] [--seg-seeds 0,1] [--label-rim 12]
 
 classifier   `data synth --format cloudsen12 --n 1440 --size 256` -> `data prepare --size 96` -> `train --model
              edge_cnn --alpha 1.5 --epochs 40 --patience 40 --label-smoothing 0.1` (the demo's chain), per seed;
@@ -17,7 +17,9 @@ segmenters   the demo's edge UNet (unet_resnet18 alpha 0.25, 30 epochs, lr 3e-3)
 13band       the classifier on all 13 synthetic bands (box-resized raw DN, the segmentation preparation read
              as a classification set); its synthetic test accuracy only: the shared real samples are RGB.
 stats        brightness (mean, spread, 5/50/95th percentile of red) and texture per label (clear, cloud, thick,
-             thin, shadow) at the model's 96 px, real samples against the synthetic classifier data; and per
+             thin, shadow) at the model's 96 px, real samples against the synthetic classifier data; the
+             brightness above the local clear ground by distance from the cloud label's edge (where a dataset
+             puts its label edge: at the first faint lift, or at a visible step); and per
              classifier seed the synthetic test confusion with its errors per cloud morphology and their
              distance to the nearest class edge (are the errors undecidable labels at the edges?).
 
@@ -25,6 +27,9 @@ stats        brightness (mean, spread, 5/50/95th percentile of red) and texture 
              flips); photometric randomization (train/augment.py) is what a synthetic-only model may need.
              Runs with other augmentation get their own folders in --work. --skip cls trains no classifier
              (to iterate on the segmenters alone).
+--label-rim     synthesize with a faint labelled rim of this many pixels (of 509) around visible cloud, as real
+             manual labels have (`SynthConfig.label_rim`; 12 is what the edge profile of the real samples
+             shows; default 0, the demo's scenes); its data and runs get their own folders.
 
 Writes OUT/realism.json (every figure and setting), OUT/realism.md (tables) and OUT/realism.png (real
 patches beside synthetic patches of each coverage class). Intermediate data and runs stay in --work, so
@@ -95,28 +100,38 @@ def _done(path: Path) -> bool:
     return path.is_file()
 
 
-def build_data(work: Path, n: int, seg_n: int, progress: bool) -> dict[str, Path]:
+def _rim_tag(label_rim: float) -> str:
+    """Folder suffix naming a labelled rim ('' for the demo's scenes, so their folders keep their names)."""
+    return f"_rim{label_rim:g}" if label_rim > 0 else ""
+
+
+def build_data(work: Path, n: int, seg_n: int, progress: bool, label_rim: float = 0.0) -> dict[str, Path]:
     """Synthesize and prepare every dataset the benchmark trains on (skipped when already there)."""
     from cloudcover.train.data.prepare import PrepareConfig, prepare
     from cloudcover.train.data.synth import SynthConfig, synthesize
 
-    d = {"raw": work / f"raw_cs12_{n}", "cls": work / f"cls_{n}", "raw_seg38": work / f"raw_38_{seg_n}",
-         "seg38": work / f"seg38_{seg_n}", "raw_segcs": work / f"raw_cs12_{seg_n}_96",
-         "segcs": work / f"segcs_rgb_{seg_n}", "seg13": work / f"seg13_{seg_n}", "cls13": work / f"cls13_{seg_n}"}
+    t = _rim_tag(label_rim)
+    d = {"raw": work / f"raw_cs12_{n}{t}", "cls": work / f"cls_{n}{t}", "raw_seg38": work / f"raw_38_{seg_n}{t}",
+         "seg38": work / f"seg38_{seg_n}{t}", "raw_segcs": work / f"raw_cs12_{seg_n}_96{t}",
+         "segcs": work / f"segcs_rgb_{seg_n}{t}", "seg13": work / f"seg13_{seg_n}{t}",
+         "cls13": work / f"cls13_{seg_n}{t}"}
     timing = {}
     if not _done(d["raw"] / "synth.json"):
-        r = synthesize(SynthConfig(out=d["raw"], format="cloudsen12", n=n, size=256, seed=0, progress=progress))
+        r = synthesize(SynthConfig(out=d["raw"], format="cloudsen12", n=n, size=256, seed=0, progress=progress,
+                                   label_rim=label_rim))
         timing["cloudsen12_256_patches_per_s"] = n / r.seconds
     if not _done(d["cls"] / "dataset.json"):
         prepare(PrepareConfig(source="cloudsen12", input=d["raw"], out=d["cls"], size=96, seed=0, progress=progress))
     if not _done(d["raw_seg38"] / "synth.json"):
-        r = synthesize(SynthConfig(out=d["raw_seg38"], format="38cloud", n=seg_n, size=96, seed=0, progress=progress))
+        r = synthesize(SynthConfig(out=d["raw_seg38"], format="38cloud", n=seg_n, size=96, seed=0, progress=progress,
+                                   label_rim=label_rim))
         timing["38cloud_96_patches_per_s"] = seg_n / r.seconds
     if not _done(d["seg38"] / "dataset.json"):
         prepare(PrepareConfig(source="38cloud", input=d["raw_seg38"], out=d["seg38"], task="segmentation", seed=0,
                               progress=progress))
     if not _done(d["raw_segcs"] / "synth.json"):
-        synthesize(SynthConfig(out=d["raw_segcs"], format="cloudsen12", n=seg_n, size=96, seed=0, progress=progress))
+        synthesize(SynthConfig(out=d["raw_segcs"], format="cloudsen12", n=seg_n, size=96, seed=0, progress=progress,
+                               label_rim=label_rim))
     if not _done(d["segcs"] / "dataset.json"):
         prepare(PrepareConfig(source="cloudsen12", input=d["raw_segcs"], out=d["segcs"], task="segmentation",
                               bands="rgb", seed=0, progress=progress))
@@ -285,6 +300,42 @@ def label_stats(refl: np.ndarray, codes: np.ndarray, valid: np.ndarray) -> dict[
 
 
 STAT_FIELDS = ("red", "green", "blue", "red_std", "red_p5", "red_p50", "red_p95", "texture", "share_pct")
+# Signed distance bins from the cloud label's edge, in pixels of a 509 px CloudSEN12 patch (< 0 outside).
+EDGE_BINS = (-24, -12, -6, -3, 0, 3, 6, 12, 24, 48)
+
+
+def edge_profile(refl: np.ndarray, codes: np.ndarray, valid: np.ndarray, px_509: float = 1.0,
+                 window_509: int = 101, away_509: float = 30.0) -> list[float | None]:
+    """How bright labelled cloud is near its edge: per signed-distance bin (EDGE_BINS, pixels of a 509 px
+    patch; px_509 = 509 / the patch's width), the median over pixels of the mean of the first three bands
+    minus the local clear ground. The ground is the mean of clear pixels more than `away_509` from any cloud
+    inside a `window_509` box (where the box holds almost none: their mean over the patch). Shadow and
+    invalid pixels are left out. None where a bin holds under 20 pixels.
+
+    It says where a dataset puts the label edge: real manual labels start where the cloud barely lifts the
+    ground; a generator whose edge is a visible step teaches models to under-count."""
+    from scipy import ndimage
+
+    y = refl[:3].mean(axis=0).astype(np.float64)
+    cloud = np.isin(codes, LABELS["cloud"]) & valid
+    clear = np.isin(codes, LABELS["clear"]) & valid
+    if not cloud.any() or not clear.any():
+        return [None] * (len(EDGE_BINS) - 1)
+    far = clear & (ndimage.distance_transform_edt(~cloud) * px_509 > away_509)
+    if far.sum() < 100:
+        far = clear
+    w = max(3, int(round(window_509 / px_509)) | 1)
+    num = ndimage.uniform_filter(np.where(far, y, 0.0), w)
+    den = ndimage.uniform_filter(far.astype(np.float64), w)
+    ground = np.where(den > 0.02, num / np.maximum(den, 1e-12), float(y[far].mean()))
+    lift = y - ground
+    signed = np.where(cloud, ndimage.distance_transform_edt(cloud), -ndimage.distance_transform_edt(~cloud)) * px_509
+    keep = valid & ~np.isin(codes, LABELS["shadow"])
+    out: list[float | None] = []
+    for a, b in zip(EDGE_BINS[:-1], EDGE_BINS[1:]):
+        sel = keep & (signed > a) & (signed <= b)
+        out.append(float(np.median(lift[sel])) if sel.sum() >= 20 else None)
+    return out
 
 
 def scene_stats(patches: list[RealPatch], raw: Path, limit: int = 96) -> dict:
@@ -304,17 +355,30 @@ def scene_stats(patches: list[RealPatch], raw: Path, limit: int = 96) -> dict:
                          | {"patches": len(vals)}) if vals else None
         return res
 
-    real = []
+    def edges(rows: list[list[float | None]]) -> list[float | None]:
+        cols = [[r[i] for r in rows if r[i] is not None] for i in range(len(EDGE_BINS) - 1)]
+        return [round(float(np.median(c)), 4) if c else None for c in cols]
+
+    real, real_edge = [], []
     for p in patches:
         if p.source == "cloudsen12":
             s = src.read(src.find(p.image.parent)[0])
-            real.append(label_stats(s.rgb.astype(np.float64) * 1e-4, s.mask, s.valid))
-    synth = []
+            refl = s.rgb.astype(np.float64) * 1e-4
+            real.append(label_stats(refl, s.mask, s.valid))
+            real_edge.append(edge_profile(refl, s.mask, s.valid, 509.0 / s.mask.shape[1]))
+    synth, synth_edge = [], []
     for ref in src.find(raw)[:limit]:
         s = src.read(ref)
-        synth.append(label_stats(s.rgb.astype(np.float64) * 1e-4, s.mask, s.valid))
+        refl = s.rgb.astype(np.float64) * 1e-4
+        synth.append(label_stats(refl, s.mask, s.valid))
+        synth_edge.append(edge_profile(refl, s.mask, s.valid, 509.0 / s.mask.shape[1]))
     return {"real_cloudsen12": summary(real), "synthetic_cloudsen12": summary(synth), "fields": list(STAT_FIELDS),
-            "scale": "reflectance, box-averaged to 96 x 96 px"}
+            "scale": "reflectance, box-averaged to 96 x 96 px",
+            "edge_profile": {"bins_px_509": list(EDGE_BINS), "real_cloudsen12": edges(real_edge),
+                             "synthetic_cloudsen12": edges(synth_edge),
+                             "what": "median over patches of the median brightness (mean of R, G, B) above the local "
+                                     "clear ground, per signed distance from the cloud label's edge (px of 509, < 0 "
+                                     "outside); shadow left out"}}
 
 
 def side_by_side(patches: list[RealPatch], cls_data: Path, seg38_raw: Path, out: Path, tile: int = 128) -> None:
@@ -397,6 +461,15 @@ def _markdown(report: dict) -> str:
                                  f"{v['red_std']:.3f} | {v['red_p5']:.3f} / {v['red_p50']:.3f} / {v['red_p95']:.3f} | "
                                  f"{v['texture']:.4f} | {v['share_pct']:.1f} | {v['patches']} |")
         lines.append("")
+        ep = st.get("edge_profile")
+        if ep:
+            b = ep["bins_px_509"]
+            lines += ["## brightness above the local clear ground by distance from the cloud label's edge", "",
+                      ep["what"], "", "| set | " + " | ".join(f"{x} to {y}" for x, y in zip(b, b[1:])) + " |",
+                      "|---|" + "---|" * (len(b) - 1)]
+            for key, name in (("real_cloudsen12", "real"), ("synthetic_cloudsen12", "synthetic")):
+                lines.append(f"| {name} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in ep[key]) + " |")
+            lines.append("")
     if report.get("classifier_13band"):
         c = report["classifier_13band"]
         lines += [f"## 13-band classifier: synthetic test accuracy {100 * c['test_accuracy']:.1f} %", "", c["note"], ""]
@@ -418,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: cls, seg, 13band")
     ap.add_argument("--augment", default="hflip,vflip",
                     help="training augmentation of every model, as `cloudcover train --augment` takes it")
+    ap.add_argument("--label-rim", type=float, default=0.0,
+                    help="synthesize with a faint labelled rim of PX pixels (of 509) around visible cloud (default 0)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -430,10 +505,12 @@ def main(argv: list[str] | None = None) -> int:
     skip = {s for s in args.skip.split(",") if s}
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    d = build_data(work, args.n, args.seg_n, progress=not args.quiet)
+    if args.label_rim < 0:
+        raise CloudcoverError(f"--label-rim {args.label_rim}: must be >= 0")
+    d = build_data(work, args.n, args.seg_n, progress=not args.quiet, label_rim=args.label_rim)
     seeds = [int(s) for s in args.seeds.split(",")] if "cls" not in skip else []
     aug = parse_augment(args.augment)
-    tag = _augment_tag(aug)
+    tag = _augment_tag(aug) + _rim_tag(args.label_rim)
     runs = []
     for seed in seeds:
         run = work / f"run_cls_n{args.n}_s{seed}_e{args.epochs}{tag}"
@@ -448,7 +525,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"classifier seed {seed}: synthetic test accuracy {100 * runs[-1]['test_accuracy']:.1f} %, real "
               f"{runs[-1]['real_correct']}/{len(real)}: " + ", ".join(
                   f"{r['patch']} {r['true_class']}->{r['predicted_class']}" for r in real), flush=True)
-    report: dict = {"benchmark": "realism", "shared": str(args.shared), "augment": asdict(aug), "classifier": {
+    report: dict = {"benchmark": "realism", "shared": str(args.shared), "augment": asdict(aug),
+                    "label_rim": args.label_rim, "classifier": {
         "settings": {**CLASSIFIER, "epochs": args.epochs, "n": args.n, "raw_size": 256, "input_size": 96},
         "runs": runs, "all_real_correct_on_every_seed": bool(runs) and all(r["real_correct"] == len(r["real"]) for r in runs)}}
     if "seg" not in skip:

@@ -58,6 +58,10 @@ class SynthConfig:
     margin_pct: float = MARGIN_PCT
     workers: int = field(default_factory=default_workers)
     progress: bool = True
+    # Opt-in, pixels of a 509 px patch (synth_clouds.RIM_PX = 12 as measured on real labels): label a faint rim
+    # around visible cloud as real manual labels do. Models then read real patches better but synthetic ones
+    # worse (README, *Synthetic scenes on real patches*); 0 keeps the label edge where cloud becomes visible.
+    label_rim: float = 0.0
 
 
 @dataclass
@@ -84,6 +88,7 @@ class _Task:
     files: tuple[str, ...]  # relative output paths: image file(s) then mask
     epsg: int
     origin: tuple[float, float]
+    label_rim: float = 0.0
 
 
 # ----------------------------------------------------------------------------------------------- scene
@@ -116,7 +121,7 @@ class RoiStyle:
     shadow_dist: tuple[float, float]  # pixels of a 509 px patch, for a low cloud
 
 
-def roi_style(seed: int, roi: int) -> RoiStyle:
+def roi_style(seed: int, roi: int, label_rim: float = 0.0) -> RoiStyle:
     rng = np.random.default_rng([seed, roi, 7919])
     biome = BIOME_NAMES[int(rng.choice(len(BIOME_NAMES), p=(0.32, 0.32, 0.07, 0.14, 0.15)))]
     r = rng.random()  # snow: absent mostly, sometimes most of the scene (a clear scene can be white)
@@ -124,7 +129,10 @@ def roi_style(seed: int, roi: int) -> RoiStyle:
     water = float(rng.uniform(0.02, 0.2)) if rng.random() < 0.35 else 0.0
     habit = ("convective", "maritime", "hazy", "any")[int(rng.integers(4))]
     thick_lo = float(rng.uniform(0.55, 0.85))
-    edge_lo = float(rng.uniform(0.28, 0.38))
+    # With a labelled rim the label edge is where the cloud barely lifts the ground, as in real manual labels
+    # (realism edge profile: mean RGB 0.02-0.035 above the local clear ground in the outer 3 px of 509, opacity
+    # ~0.06); without one it is where the cloud becomes visible (0.28-0.48).
+    edge_lo = float(rng.uniform(0.04, 0.08) if label_rim > 0 else rng.uniform(0.28, 0.38))
     dist_lo = float(rng.uniform(15, 45))
     return RoiStyle(
         biome=biome, natural_bias=tuple(float(x) for x in rng.normal(0, 0.6, 3)),
@@ -140,7 +148,7 @@ def roi_style(seed: int, roi: int) -> RoiStyle:
         # classifier 2.8 points of synthetic test accuracy over 2 seeds and moved no real patch (realism).
         cloud_bright=float(rng.uniform(0.8, 1.15)), cloud_relief=float(rng.uniform(0.03, 0.12)),
         morphology_p=MORPH_P[habit], thick=(thick_lo, min(1.0, thick_lo + 0.15)),
-        edge_opacity=(edge_lo, edge_lo + 0.1), shadow_dist=(dist_lo, dist_lo * 1.5),
+        edge_opacity=(edge_lo, edge_lo + (0.03 if label_rim > 0 else 0.1)), shadow_dist=(dist_lo, dist_lo * 1.5),
     )
 
 
@@ -156,9 +164,11 @@ def _coarsen(x: np.ndarray, f: int) -> np.ndarray:
 
 
 def make_scene(rng: np.random.Generator, style: RoiStyle, target_pct: float, size: int,
-               bands: tuple[int, ...] = tuple(range(13)), info: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+               bands: tuple[int, ...] = tuple(range(13)), info: dict | None = None,
+               label_rim: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """TOA reflectance (len(bands), size, size) float32 and the CloudSEN12 mask (size, size) uint8.
 
+    label_rim: see synth_clouds.make_clouds (give the style roi_style(..., label_rim) too).
     `info`, when given, receives what the scene holds: cloud morphology and height, snow and other bright
     clear cover shares in percent (synth.json lists them per patch)."""
     import scipy.fft
@@ -171,7 +181,7 @@ def make_scene(rng: np.random.Generator, style: RoiStyle, target_pct: float, siz
     aerosol = np.float32(style.aerosol * rng.uniform(0.8, 1.25))
     cast = rng.normal(1.0, 0.02, 13).astype(np.float32)
     noise = rng.standard_normal((size + 13, size), dtype=np.float32) * np.float32(0.0008)
-    clouds = make_clouds(rng, style, target_pct, size, canvas)
+    clouds = make_clouds(rng, style, target_pct, size, canvas, label_rim)
     shade = shadow(clouds, style, rng, size)
     a = clouds.alpha[:size, :size]
     if info is not None:
@@ -224,16 +234,16 @@ def _write_tif(path: Path, data: np.ndarray, epsg: int, origin: tuple[float, flo
 
 def _make_patch(task: _Task, root: Path) -> dict:
     rng = np.random.default_rng([task.seed, task.roi, task.k])
-    style = roi_style(task.seed, task.roi)
+    style = roi_style(task.seed, task.roi, task.label_rim)
     info: dict = {}
     if task.fmt == "cloudsen12":
-        refl, mask = make_scene(rng, style, task.target_pct, task.size, info=info)
+        refl, mask = make_scene(rng, style, task.target_pct, task.size, info=info, label_rim=task.label_rim)
         dn = np.clip(np.rint(refl * 10000.0), 1, 65535).astype(np.uint16)
         _write_tif(root / task.files[0], dn, task.epsg, task.origin, CloudSEN12.bands)
         _write_tif(root / task.files[1], mask[None], task.epsg, task.origin)
     else:
         idx = tuple(LANDSAT.values())
-        refl, mask = make_scene(rng, style, task.target_pct, task.size, bands=idx, info=info)
+        refl, mask = make_scene(rng, style, task.target_pct, task.size, bands=idx, info=info, label_rim=task.label_rim)
         dn = np.clip(np.rint((refl + 0.1) / 2e-5), 1, 65535).astype(np.uint16)
         for j, rel in enumerate(task.files[:-1]):
             _write_tif(root / rel, dn[j:j + 1], task.epsg, task.origin)
@@ -315,7 +325,7 @@ def plan(config: SynthConfig, size: int) -> list[_Task]:
                 stem = f"patch_{k + 1}_{row + 1}_by_{col + 1}_{scene}"
                 files = tuple(f"38-Cloud_training/train_{b}/{b}_{stem}.TIF" for b in (*LANDSAT, "gt"))
             tasks.append(_Task(config.format, config.seed, roi, k, roi_name, size, target, names[c], files,
-                               32600 + zone, origin))
+                               32600 + zone, origin, config.label_rim))
     return tasks
 
 
@@ -324,6 +334,8 @@ def _check(config: SynthConfig) -> int:
         raise CloudcoverError(f"--format {config.format!r}: choose one of {', '.join(FORMATS)}")
     if config.n < 1:
         raise CloudcoverError(f"--n {config.n}: need at least one patch")
+    if config.label_rim < 0:
+        raise CloudcoverError(f"label_rim {config.label_rim}: must be >= 0 (pixels of a 509 px patch)")
     if config.patches_per_roi < 1:
         raise CloudcoverError(f"--patches-per-roi {config.patches_per_roi}: need at least 1")
     size = config.size or NATIVE_SIZE[config.format]
@@ -353,6 +365,7 @@ def synthesize(config: SynthConfig) -> SynthResult:
         report = {
             "format": config.format, "n": config.n, "seed": config.seed, "size": size,
             "patches_per_roi": config.patches_per_roi, "rois": len({t.roi for t in tasks}),
+            "label_rim": config.label_rim,
             "bins": list(config.bins), "classes": names, "counts": counts, "margin_pct": config.margin_pct,
             "tolerance_pct": TOLERANCE_PCT, "max_error_pct": max_err, "cover_types": list(COVER),
             "patches": rows,

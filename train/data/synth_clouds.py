@@ -12,6 +12,10 @@ Opacity rises from a low value at the label's edge (real manual labels include t
 cloud), slowly, to nearly opaque in small cores (5-25 % of the cloud), so most labelled cloud lets the ground
 show through, as in real patches; a faint unlabelled halo fades outside. About a third of the decks are grey. The shadow is the opacity
 moved along the sun's azimuth by a distance set by the cloud height, labelled where it darkens clear ground.
+
+With `label_rim` (opt-in) the label of clouds other than haze is the visible cloud grown by a rim of fixed width
+(F dilated by an octagon, then the same exact quantile), and opacity fades across the rim to barely anything at
+the label edge: where real manual labels put it (realism's edge profile), and still decidable from the image.
 """
 
 from __future__ import annotations
@@ -27,6 +31,12 @@ from cloudcover.train.data.noise import fractal, quantile_threshold
 MORPHOLOGIES = ("cumulus", "stratiform", "mixed", "haze")
 SHADOW_LABEL = 0.35  # shade strength from which a clear pixel is labelled cloud shadow
 GREY_DECK_P, GREY_DECK = 0.35, (0.6, 0.85)  # share of decks that are grey, and their brightness factor
+# Opt-in (`label_rim`): the label runs a faint rim around visible cloud, as real manual labels do. RIM_PX is the
+# width measured on the real CloudSEN12 samples (realism edge profile); RIM_OPACITY the opacity where the rim
+# meets the visible cloud.
+RIM_PX = 12.0
+RIM_OPACITY = (0.35, 0.5)
+_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
 
 
 @dataclass(frozen=True)
@@ -56,16 +66,43 @@ def _field(rng: np.random.Generator, kind: str, canvas: int, s: float) -> np.nda
     return fractal(rng, canvas, beta=float(rng.uniform(3.6, 4.4)), n=1, scale_px=canvas)[0]  # haze
 
 
-def make_clouds(rng: np.random.Generator, style, target_pct: float, size: int, canvas: int) -> Clouds:
+def _dilate(F: np.ndarray, r: int) -> np.ndarray:
+    """Grey dilation of a periodic field by an octagon of radius r (alternating 3 x 3 square and cross)."""
+    from scipy.ndimage import maximum_filter, maximum_filter1d
+
+    G = F
+    for i in range(r):
+        if i % 2 == 0:
+            G = maximum_filter1d(maximum_filter1d(G, 3, axis=0, mode="wrap"), 3, axis=1, mode="wrap")
+        else:
+            G = maximum_filter(G, footprint=_CROSS, mode="wrap")
+    return G
+
+
+def make_clouds(rng: np.random.Generator, style, target_pct: float, size: int, canvas: int,
+                label_rim: float = 0.0) -> Clouds:
+    """label_rim > 0 (pixels of a 509 px patch, e.g. RIM_PX): labelled cloud other than haze is the visible cloud
+    grown by a rim of that width whose opacity fades from RIM_OPACITY to style.edge_opacity at the label edge;
+    0: the label edge is where the cloud becomes visible (style.edge_opacity)."""
     s = size / 509.0
     crop = (slice(0, size), slice(0, size))
     n_px = size * size
     kind = MORPHOLOGIES[int(rng.choice(len(MORPHOLOGIES), p=style.morphology_p))]
     F = _field(rng, kind, canvas, s)
     F = F / (F.std() + np.float32(1e-6))
-    Fc = F[crop]
     n_cloud = int(round(target_pct / 100.0 * n_px))
     haze = kind == "haze"
+    rim_px = 0 if haze or label_rim <= 0 else max(1, int(round(label_rim * s)))
+    # The label is the visible cloud grown by a rim of rim_px: thresholds on F dilated by an octagon of that
+    # radius select exactly F's superlevel sets grown by it. The dilation's ties are broken by 1e-4 (F - G)
+    # (<= 0, 0 at each maximum itself), so the quantile hits the target to a pixel and every labelled pixel
+    # still has a visible source within the rim.
+    if rim_px:  # in float64: the tie-breaker is finer than float32 resolves
+        G = _dilate(F, rim_px).astype(np.float64)
+        G += 1e-4 * (F - G)
+    else:
+        G = F
+    Fc = G[crop]
     thick_share = float(rng.uniform(0.0, 0.3)) if haze else float(rng.uniform(*style.thick))
     n_thick = int(round(thick_share * n_cloud))
     t1 = quantile_threshold(Fc, n_cloud)
@@ -82,7 +119,7 @@ def make_clouds(rng: np.random.Generator, style, target_pct: float, size: int, c
     # red p5 / p50 / p95 0.19 / 0.29 / 0.52 against 0.25 / 0.42 / 0.56 here with linear ramps to 15-40 %
     # cores; the cores match, the median did not), so the cores are smaller and opacity rises slower.
     core_n = max(1, int(round(float(rng.uniform(0.05, 0.25)) * n_cloud)))
-    top = quantile_threshold(Fc, core_n)
+    top = quantile_threshold(F[crop], core_n)  # (= Fc without a rim)
     top = top if math.isfinite(top) else float(Fc.max())
     width = max(top - lo, 1e-3)
     if haze:
@@ -91,9 +128,25 @@ def make_clouds(rng: np.random.Generator, style, target_pct: float, size: int, c
         a_edge, a_max = float(rng.uniform(*style.edge_opacity)), float(rng.uniform(0.85, 1.0))
     u = np.clip((F - np.float32(lo)) / np.float32(width), 0, None)
     ramp = np.float32(rng.uniform(1.0, 2.0))  # > 1: opacity stays low over more of the cloud
-    inside = np.float32(a_edge) + np.float32(a_max - a_edge) * np.minimum(u, 1) ** ramp
-    halo = np.float32(0.15 * a_edge) * np.exp(np.minimum(F - np.float32(lo), 0) / np.float32(0.08 * width + 0.02))
-    alpha = np.where(F > np.float32(lo), inside, halo).astype(np.float32)
+    a_vis = float(rng.uniform(*RIM_OPACITY)) if label_rim > 0 else 0.0  # drawn for haze too: one rng sequence
+    if not rim_px:
+        inside = np.float32(a_edge) + np.float32(a_max - a_edge) * np.minimum(u, 1) ** ramp
+        halo = np.float32(0.15 * a_edge) * np.exp(np.minimum(F - np.float32(lo), 0) / np.float32(0.08 * width + 0.02))
+        alpha = np.where(F > np.float32(lo), inside, halo).astype(np.float32)
+    else:
+        # Real manual labels run a rim beyond the visible cloud: opacity grows about linearly from the label
+        # edge (~0.06 / 0.14 / 0.25 / 0.5 at 0-3 / 3-6 / 6-12 / 12-24 px of 509). Here it rises from a_edge at the
+        # label edge to a_vis at the visible cloud over a rim of fixed width, and on to a_max in the cores, so
+        # the labelled extent stays decidable from what is visible (the visible cloud grown by the rim).
+        from scipy.ndimage import distance_transform_edt
+
+        vis = (F > np.float32(lo)) & (G > lo)
+        p = 2 * rim_px + 2  # the canvas is periodic: visible cloud across its border counts too
+        d = distance_transform_edt(~np.pad(vis, p, mode="wrap"))[p:-p, p:-p].astype(np.float32) / np.float32(rim_px)
+        ring = np.where(d <= 1, np.float32(a_edge) + np.float32(a_vis - a_edge) * (1 - d),
+                        np.float32(a_edge) * np.exp((1 - d) / np.float32(0.25)))
+        inside = np.float32(a_vis) + np.float32(a_max - a_vis) * np.minimum(u, 1) ** ramp
+        alpha = np.where(vis, inside, ring).astype(np.float32)
 
     # Brightness: bumpy tops, a bit brighter in the cores, the sunlit side brighter and the far side darker.
     ctex = fractal(rng, canvas, beta=2.4, n=1, scale_px=40 * s)[0][crop]
