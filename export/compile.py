@@ -24,7 +24,7 @@ from pathlib import Path
 from cloudcover.train.atomic import atomic_dir, check_replaceable
 from cloudcover.train.errors import CloudcoverError
 
-from . import codegen, int8_lowering, kernel_stats, lowering, memplan, narrow_consts, relax_import, sched_rvv
+from . import codegen, int8_lowering, kernel_stats, lowering, memplan, narrow_consts, relax_import, sched_rvv, sched_rvv_dw
 from .targets import get_target
 
 COMPUTES = ("auto", "int8", "float")
@@ -161,7 +161,8 @@ def compile_model(model_path: str | Path, target_name: str, out_dir: str | Path,
     try:
         c_src = tirx.build(kernels, target=tvm.target.Target({"kind": "c"})).inspect_source()
         workspace = codegen.workspace_bound(c_src)
-        lib = sched_rvv.build_kernels(kernels, target.llvm)  # the RVV family's kernels built apart
+        lib = sched_rvv.build_kernels(sched_rvv_dw.rewrite_kernels(kernels, target.llvm), target.llvm)  # the RVV
+        # family's kernels built apart; rv64gcv dw tiles' MACs as intrinsics (sched_rvv_dw: for LLVM, not C)
     except Exception as exc:
         raise CloudcoverError(f"TVM could not build the kernels for {target.name}: {' '.join(str(exc).split())[:400]}") from exc
     log(f"built {len(kernels.functions)} kernels for {target.name} ({time.time() - t0:.1f} s)")

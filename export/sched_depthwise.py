@@ -44,7 +44,9 @@ them; other kernels without one multiplying reduction keep lowering's schedule.
 from __future__ import annotations
 
 VARIANT = "dw"
-NARROW = "dwq"  # rv64gcv: a dw tile with the requantization epilogue in int32 lanes (sched_rvv_requant.py)
+NARROW = "dwq"  # rv64gcv: a dw tile with the requantization epilogue in int32 lanes (sched_rvv_requant.py), its
+# MACs left to LLVM's vectorizers (a "dw" tile of one pixel gets them as RVV intrinsics: sched_rvv_dw.py)
+MAC_ATTR = "cloudcover_dw_mac"  # the PrimFunc attribute that marks a "dw" tile for sched_rvv_dw.rewrite_kernels
 ROWS = "dw2"  # rv64gc: two output rows packed in one int64 (SWAR, sched_swar.pack_reduction along the rows)
 ROWS3 = "dw3"  # rv64gc: three output rows in 21-bit lanes (sched_swar's three-lane packing; rows a multiple of 3)
 _SCALAR_PW = (2, 1)  # pixels per tile on rv64gc (one channel each): 2 measured better than 4 and 8
@@ -136,6 +138,8 @@ def schedule(func, found, vector: bool, choose):
         done = _blocked(sch, _find(sch), tile, vector)
     except s_tir.ScheduleError:
         return None  # a layout this schedule does not cover: the generic schedules take it
+    if vector and not narrow and done is not None:
+        done = done.with_attr(MAC_ATTR, 1)  # its MACs built as RVV intrinsics where they fit (sched_rvv_dw)
     if narrow and done is not None:
         from .sched_rvv_requant import narrow_epilogue
 

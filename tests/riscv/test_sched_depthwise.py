@@ -316,3 +316,63 @@ def test_row_pairs_match_numpy_on_benchmark_shapes(h, w, c):
             for wt in ws:
                 got = run(x, wt, b, np.zeros((1, h - 2, w - 2, c), np.int32))
                 assert np.array_equal(got, _np_dw(x, wt, b)), tile.key()
+
+
+def _dw_kernels(model: Path, tile: str) -> list:
+    """The depthwise kernels of `model` lowered for rv64gcv with every kernel given `tile`."""
+    import tempfile
+
+    from tvm import tirx
+
+    from cloudcover.export import int8_lowering, lowering, relax_import, schedule_db
+
+    mod, _ = int8_lowering.lower_int8(relax_import.import_model(model))
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "db.json"
+        schedule_db.save({schedule_db.target_class(True): {"*": tile}}, db)
+        low = lowering.lower(mod, schedule=str(db), vector=True)
+    return [f for f in low.functions.values() if isinstance(f, tirx.PrimFunc) and f.attrs is not None
+            and str(f.attrs.get("cloudcover_tile", "")).endswith(("-dw", "-dwq"))]
+
+
+def test_intrinsic_mac_takes_one_pixel_tiles(tmp_path):
+    """sched_rvv_dw rewrites a one-pixel dw tile (48 channels: a 32-lane and a 16-lane chunk, 9 taps each: one
+    vwmul and 8 vwmacc per chunk) and declines a two-pixel tile (its accumulators' layout is not checked)."""
+    from cloudcover.export.sched_rvv_dw import _NoMatch, intrinsic_mac
+
+    model = tmp_path / "model_int8.tflite"
+    _convert(SHAPES["mnv2-dw-s2-48"], model)
+    (one,) = _dw_kernels(model, "1x48-dw")
+    text = intrinsic_mac(one).script()
+    assert text.count("llvm.riscv.vwmul") == 2 and text.count("llvm.riscv.vwmacc") == 16
+    assert "_update" not in text and "_init" not in text
+    (two,) = _dw_kernels(model, "2x16-dw")
+    with pytest.raises(_NoMatch):
+        intrinsic_mac(two)
+
+
+@needs_device
+@pytest.mark.parametrize("name, tile", [("mnv2-dw-s2-48", "1x48-dw"), ("mnv2-dw-s1-144", "1x48-dw"),
+                                        ("mnv2-dw-s1-16-zp-128", "1x16-dw")])
+def test_intrinsic_mac_is_bit_exact(name, tile, tmp_path):
+    """rv64gcv dw tiles with their MACs as RVV intrinsics (sched_rvv_dw: int16 products, int32 sums) compute what
+    TFLite's reference kernels compute (strided; 144 channels: three 48-channel blocks of 32 + 16 lanes; an input
+    zero point of -128)."""
+    from cloudcover.export import sched_depthwise, schedule_db
+    from cloudcover.export.sched_rvv_dw import intrinsic_mac
+
+    case = SHAPES[name]
+    model = tmp_path / "model_int8.tflite"
+    _convert(case, model)
+    x = _inputs(case.shape)
+    ref = _reference(model, x)
+    db = tmp_path / "db.json"
+    schedule_db.save({schedule_db.target_class(True): {"*": tile}}, db)
+    kernels = _dw_kernels(model, tile)
+    assert {str(f.attrs["cloudcover_tile"]) for f in kernels} == {tile}
+    assert all(sched_depthwise.MAC_ATTR in f.attrs for f in kernels)
+    for f in kernels:
+        intrinsic_mac(f)  # matches (raises _NoMatch otherwise): the build takes the intrinsic form
+    _, dev = _build(model, "rv64gcv", str(db), tmp_path / "build", x)
+    diff = np.abs(dev.astype(np.int32) - ref.astype(np.int32))
+    assert diff.max() == 0, f"{name} tile {tile}: {int((diff > 0).sum())} values differ"
