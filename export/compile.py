@@ -24,7 +24,8 @@ from pathlib import Path
 from cloudcover.train.atomic import atomic_dir, check_replaceable
 from cloudcover.train.errors import CloudcoverError
 
-from . import codegen, int8_lowering, kernel_stats, lowering, memplan, narrow_consts, relax_import, sched_rvv, sched_rvv_dw
+from . import (codegen, int8_lowering, kernel_stats, lowering, memplan, narrow_consts, relax_import, sched_rvv,
+               sched_rvv_dw)
 from .targets import get_target
 
 COMPUTES = ("auto", "int8", "float")

@@ -95,8 +95,8 @@ def candidate_tiles(shape, vector: bool) -> list:
     """dw tiles worth trying for a depthwise `shape` (a search's candidates)."""
     from .schedules import Tile
 
-    cands = ([Tile(pw, pc, 1, VARIANT) for pw, pc in ((1, 32), (2, 32), (1, 48), (1, 16), (2, 16), (4, 16), (2, 8),
-                                                       (1, 8))]
+    cands = ([Tile(pw, pc, 1, VARIANT) for pw, pc in ((1, 32), (2, 32), (1, 48), (1, 96), (1, 16), (2, 16), (4, 16),
+                                                       (2, 8), (1, 8))]
              + [Tile(pw, pc, 1, NARROW) for pw, pc in ((1, 48), (2, 16))]  # where it measured fewer (schedules.json)
              if vector else [Tile(pw, 1, 1, v) for v in (ROWS, VARIANT) for pw in (2, 4, 3, 1)]
              + [Tile(pw, 1, 1, ROWS3) for pw in (4, 2)])  # dw3: the pixel counts that measured best

@@ -18,7 +18,8 @@ products as the lowering's (int8 products are exact in int16; TFLite's reference
 
 Measured (riscv/kernel_bench's per-kernel profile, MobileNetV2 a0.35 96 x 96, rv64gcv VLEN 128): 24 x 24 x 48
 143,008 -> 103,950 instructions (stride 1) and 149,406 -> 107,431 (stride 2), 12 x 12 x 48 34,275 -> 26,587,
-6 x 6 x 144 22,202 -> 20,321, 6 x 6 x 192 22,592 -> 19,555. A one-chunk 16-channel tile hoists its int16 weights
+6 x 6 x 144 22,202 -> 20,321, 6 x 6 x 192 22,592 -> 19,555, 12 x 12 x 96 56,616 -> 46,474 and 6 x 6 x 96 (stride 2)
+15,588 -> 12,377 (1 x 96 tiles: three 32-lane chunks). A one-chunk 16-channel tile hoists its int16 weights
 and spills (48 x 48 x 16: 160,127 against LLVM's 2 x 16 tile at 140,649), and 3 x 3 x 336 measured 16,446 against
 13,687: those shapes keep "dwq" tiles, whose MACs stay LLVM's (schedules.json).
 
