@@ -36,3 +36,19 @@ def test_synth_bad_flags(tmp_path, capsys):
     assert "--n 0" in capsys.readouterr().err
     assert main(["data", "synth", "--out", str(tmp_path / "x"), "--bins", "0,100,50", "--quiet"]) == 1
     assert "--bins" in capsys.readouterr().err
+
+
+def test_synth_label_rim_reaches_the_generator(tmp_path, capsys):
+    """--label-rim changes the scenes (same seed, same coverage) and a negative rim writes nothing."""
+    import hashlib
+
+    def masks(out):
+        return [hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("manual_hq.tif"))]
+
+    args = ["data", "synth", "--n", "4", "--size", "48", "--seed", "1", "--workers", "1", "--quiet"]
+    assert main(args + ["--out", str(tmp_path / "plain")]) == 0
+    assert main(args + ["--out", str(tmp_path / "rim"), "--label-rim", "12"]) == 0
+    assert len(masks(tmp_path / "rim")) == 4 and masks(tmp_path / "plain") != masks(tmp_path / "rim")
+    capsys.readouterr()
+    assert main(args + ["--out", str(tmp_path / "bad"), "--label-rim", "-1"]) == 1
+    assert "label_rim" in capsys.readouterr().err and not (tmp_path / "bad").exists()
