@@ -18,14 +18,16 @@ products as the lowering's (int8 products are exact in int16; TFLite's reference
 
 Measured (riscv/kernel_bench's per-kernel profile, MobileNetV2 a0.35 96 x 96, rv64gcv VLEN 128): 24 x 24 x 48
 143,008 -> 103,950 instructions (stride 1) and 149,406 -> 107,431 (stride 2), 12 x 12 x 48 34,275 -> 26,587,
-6 x 6 x 144 22,202 -> 20,321, 6 x 6 x 192 22,592 -> 19,555, 12 x 12 x 96 56,616 -> 46,474 and 6 x 6 x 96 (stride 2)
-15,588 -> 12,377 (1 x 96 tiles: three 32-lane chunks). A one-chunk 16-channel tile hoists its int16 weights
+6 x 6 x 144 22,202 -> 20,321, 6 x 6 x 192 22,592 -> 19,555. A one-chunk 16-channel tile hoists its int16 weights
 and spills (48 x 48 x 16: 160,127 against LLVM's 2 x 16 tile at 140,649), and 3 x 3 x 336 measured 16,446 against
 13,687: those shapes keep "dwq" tiles, whose MACs stay LLVM's (schedules.json).
 
 `intrinsic_mac(func)` rewrites a "dw" tile of one pixel whose reduction nest matches (the init and update blocks
 of one int32 accumulator, channels innermost and contiguous in input, weights and accumulator, a multiple of 16
-of them); otherwise it raises _NoMatch and the tile stays LLVM's. rewrite_kernels applies it to the marked
+of them); the intrinsics sit in one block whose write region is the tile's accumulators, and the init nest is
+replaced by one store to the tile's last accumulator, so buffer compaction still sizes the local accumulator
+buffer to the whole tile (from address_of alone it would keep one element, and the vector stores would overrun
+it); otherwise it raises _NoMatch and the tile stays LLVM's. rewrite_kernels applies it to the marked
 kernels of the LLVM build only: the C sources (compile.py's workspace bound) are built from the plain loops.
 """
 
@@ -150,7 +152,7 @@ def intrinsic_mac(func):
             idx = [bind(i, consts) for i in store.indices]
             by_acc.setdefault(str(idx), (tirx.BufferLoad(store.buffer, idx), lanes, []))[2].append(consts)
     if len(by_acc) != len(chunks):
-        raise _NoMatch  # one tile pixel only (several: the epilogue reads a layout not checked here)
+        raise _NoMatch  # one tile pixel (several are bit-exact too, but measured no fewer instructions than LLVM's)
     policy = tirx.const(3, "int64")  # tail and mask agnostic
     for target, lanes, taps in by_acc.values():
         if len(taps) < 2:
@@ -175,14 +177,23 @@ def intrinsic_mac(func):
                 acc = let(v32, tirx.call_llvm_intrin(v32, "llvm.riscv.vwmacc", acc, a, b, vlen, policy))
         stmts.append(tirx.Evaluate(tirx.call_llvm_intrin("void", "llvm.vp.store", acc, tirx.address_of(target),
                                                          ones, evl)))
-    new = tirx.SeqStmt(stmts)
+    # one block around the intrinsics whose write region is the tile's accumulators: buffer compaction sizes the
+    # local accumulator buffer from block regions (address_of alone would leave it one element long)
+    idxs = [[bind(i, c + [(chan.loop_var, c0)]) for i in store.indices] for c in combos for c0, _ in chunks]
+    region = []
+    for d, start in enumerate(idxs[0]):
+        extent = pc if d == len(idxs[0]) - 1 else len({str(ix[d]) for ix in idxs})
+        region.append(ir.Range(start, start + tirx.const(extent, str(start.ty))))
+    written = ir.TensorRegion(store.buffer, region, upd.block.writes[0].ty)
+    new = s_tir.SBlockRealize([], True, s_tir.SBlock([], [], [written], "dw_mac", tirx.SeqStmt(stmts)))
     top, top_init = nest[0], init_nest[0]
 
     def on_for(f, m):
         if f.same_as(top):
             return new
-        if f.same_as(top_init):
-            return tirx.Evaluate(tirx.const(0, "int32"))
+        if f.same_as(top_init):  # the tile's last accumulator written once: buffer compaction sizes the local
+            # buffer from the accesses' bounding box (the intrinsics' address_of count as their first element only)
+            return tirx.BufferStore(store.buffer, tirx.const(0, "int32"), [r.min + r.extent - 1 for r in region])
         return m.default_mutate(f)
 
     realize = func.body
