@@ -96,6 +96,7 @@ def test_rewrite_applies_to_the_lowered_epilogue(tmp_path):
     assert "llvm.riscv.vsmul" in text and "llvm.riscv.vnclip" in text
     assert "llvm.riscv.vsra" not in text  # ReLU6: z <= 0 clamps to the zero point, no y - 1 step
     assert text.count("llvm.vp.store") == 2  # 48 channels: 32 + 16 lanes
+    assert "llvm.launder.invariant.group" not in text  # one pixel per tile: nothing to keep in the pixel loop
 
     linear = tmp_path / "linear"
     linear.mkdir()
@@ -114,6 +115,7 @@ def test_rewrite_applies_to_the_lowered_epilogue(tmp_path):
                           "3x32-rvv")
     text = rewrite(narrowed).script()
     assert "llvm.vp.sext" in text and "llvm.riscv.vmin" in text  # int32 output: clamped at int16, widened
+    assert text.count("llvm.launder.invariant.group") == 3  # 3 pixels x 32 channels: bias, multiplier, shift
 
 
 # (id, case, tile): MobileNetV2's epilogue forms on small maps; inputs at both ends of the int8 range too
