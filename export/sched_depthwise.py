@@ -45,7 +45,7 @@ from __future__ import annotations
 
 VARIANT = "dw"
 NARROW = "dwq"  # rv64gcv: a dw tile with the requantization epilogue in int32 lanes (sched_rvv_requant.py), its
-# MACs left to LLVM's vectorizers (a "dw" tile of one pixel gets them as RVV intrinsics: sched_rvv_dw.py)
+# MACs left to LLVM's vectorizers (a "dw" tile gets them as RVV intrinsics where they fit: sched_rvv_dw.py)
 MAC_ATTR = "cloudcover_dw_mac"  # the PrimFunc attribute that marks a "dw" tile for sched_rvv_dw.rewrite_kernels
 ROWS = "dw2"  # rv64gc: two output rows packed in one int64 (SWAR, sched_swar.pack_reduction along the rows)
 ROWS3 = "dw3"  # rv64gc: three output rows in 21-bit lanes (sched_swar's three-lane packing; rows a multiple of 3)
@@ -95,8 +95,8 @@ def candidate_tiles(shape, vector: bool) -> list:
     """dw tiles worth trying for a depthwise `shape` (a search's candidates)."""
     from .schedules import Tile
 
-    cands = ([Tile(pw, pc, 1, VARIANT) for pw, pc in ((1, 32), (2, 32), (1, 48), (1, 96), (1, 16), (2, 16), (4, 16),
-                                                       (2, 8), (1, 8))]
+    cands = ([Tile(pw, pc, 1, VARIANT) for pw, pc in ((1, 32), (2, 32), (1, 48), (2, 48), (1, 96), (1, 16), (2, 16),
+                                                       (3, 16), (4, 16), (2, 8), (1, 8))]
              + [Tile(pw, pc, 1, NARROW) for pw, pc in ((1, 48), (2, 16))]  # where it measured fewer (schedules.json)
              if vector else [Tile(pw, 1, 1, v) for v in (ROWS, VARIANT) for pw in (2, 4, 3, 1)]
              + [Tile(pw, 1, 1, ROWS3) for pw in (4, 2)])  # dw3: the pixel counts that measured best

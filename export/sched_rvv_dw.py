@@ -5,30 +5,34 @@ the bias). LLVM vectorizes it in int32 lanes (InstCombine turns an int16 product
 int32 one): each input and weight vector sign-extended to int32 (vsext.vf4) and multiplied there, and where the
 weights do not change along the pixel loop (one channel block per row: 48 channels in a 1 x 48 tile) LICM
 hoists all of them as int32 groups, which do not fit the 32 vector registers: spilled, each reload a vlenb read,
-address arithmetic and a whole-register load. Here each chunk of a one-pixel tile (32 channels: int8 LMUL 2,
-int16 LMUL 4, int32 accumulators LMUL 8; a 16-channel rest at half those) is, over its 9 (KH x KW) taps:
+address arithmetic and a whole-register load. Here the tile's channels are cut into chunks (32 lanes: int8 LMUL 2,
+int16 LMUL 4, int32 accumulators LMUL 8; 48 as 24 + 24, one vl for both; a 16-lane rest at half those) and each
+chunk is, over its 9 (KH x KW) taps, for the tile's pixels p:
 
-    x_t, w_t = vsext.vf2(vle8(input)), vsext.vf2(vle8(weights))     int8 -> int16
-    acc = vwmul.vv(x_0, w_0); acc = vwmacc.vv(acc, x_t, w_t)        int16 x int16 -> int32 (exact)
-    store acc                                                        (the epilogue, sched_rvv_epilogue, reads it)
+    w_t = vsext.vf2(vle8(weights))                     int8 -> int16, once per tap for all the tile's pixels
+    x_pt = vsext.vf2(vle8(input of pixel p))
+    acc_p = vwmul.vv(x_p0, w_0); acc_p = vwmacc.vv(acc_p, x_pt, w_t)   int16 x int16 -> int32 (exact)
+    store acc_p                                         (the epilogue, sched_rvv_epilogue, reads it back)
 
 all at one vtype (e16: vle8 runs there too), the loads' addresses passed through llvm.launder.invariant.group so
 LICM keeps them in the loop (two instructions per reload instead of a spill's six). The same int32 sum of the same
 products as the lowering's (int8 products are exact in int16; TFLite's reference kernels sum them in int32 too).
 
-Measured (riscv/kernel_bench's per-kernel profile, MobileNetV2 a0.35 96 x 96, rv64gcv VLEN 128): 24 x 24 x 48
-143,008 -> 103,950 instructions (stride 1) and 149,406 -> 107,431 (stride 2), 12 x 12 x 48 34,275 -> 26,587,
-6 x 6 x 144 22,202 -> 20,321, 6 x 6 x 192 22,592 -> 19,555. A one-chunk 16-channel tile hoists its int16 weights
-and spills (48 x 48 x 16: 160,127 against LLVM's 2 x 16 tile at 140,649), and 3 x 3 x 336 measured 16,446 against
-13,687: those shapes keep "dwq" tiles, whose MACs stay LLVM's (schedules.json).
+Measured (riscv/kernel_bench's per-kernel profile, MobileNetV2 a0.35 96 x 96, rv64gcv VLEN 128; before: LLVM's
+best recorded tile): 48 x 48 x 16 140,650 -> 112,896 (2 x 16: two pixels share each weight vector), 24 x 24 x 48
+143,008 -> 103,397 (stride 1) and 149,406 -> ~107,000 (stride 2), 12 x 12 x 48 34,275 -> 26,587, 12 x 12 x 96
+56,616 -> 46,474 (1 x 96), 6 x 6 x 144 22,202 -> 17,123 (2 x 48), 6 x 6 x 192 22,592 -> 19,555, 6 x 6 x 96
+(stride 2) 15,588 -> 12,377, 3 x 3 x 336 13,687 -> 9,748 (3 x 16). "dwq" tiles keep LLVM's MACs (a shape where
+they measure fewer instructions can record one).
 
-`intrinsic_mac(func)` rewrites a "dw" tile of one pixel whose reduction nest matches (the init and update blocks
-of one int32 accumulator, channels innermost and contiguous in input, weights and accumulator, a multiple of 16
-of them); the intrinsics sit in one block whose write region is the tile's accumulators, and the init nest is
-replaced by one store to the tile's last accumulator, so buffer compaction still sizes the local accumulator
-buffer to the whole tile (from address_of alone it would keep one element, and the vector stores would overrun
-it); otherwise it raises _NoMatch and the tile stays LLVM's. rewrite_kernels applies it to the marked
-kernels of the LLVM build only: the C sources (compile.py's workspace bound) are built from the plain loops.
+`intrinsic_mac(func)` rewrites a "dw" tile whose reduction nest matches (the init and update blocks of one int32
+accumulator, channels innermost and contiguous in input, weights and accumulator, a multiple of 16 of them, one
+weight address for all the tile's pixels); the intrinsics sit in one block whose write region is the tile's
+accumulators, and the init nest is replaced by one store to the tile's last accumulator, so buffer compaction
+still sizes the local accumulator buffer to the whole tile (from address_of alone it would keep one element, and
+the vector stores would overrun it); otherwise it raises _NoMatch and the tile stays LLVM's. rewrite_kernels
+applies it to the marked kernels of the LLVM build only: the C sources (compile.py's workspace bound) are built
+from the plain loops.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ class _NoMatch(Exception):
 
 
 def intrinsic_mac(func):
-    """`func` (a scheduled one-pixel dw tile) with its init and update nests replaced by RVV intrinsics."""
+    """`func` (a scheduled dw tile) with its init and update nests replaced by RVV intrinsics."""
     import tvm_ffi
     from tvm import ir, s_tir, tirx
 
@@ -140,8 +144,9 @@ def intrinsic_mac(func):
     for f in outer:
         combos = [c + [(f.loop_var, int(f.min.value) + k)] for c in combos for k in range(int(f.extent.value))]
     chunks, c0 = [], 0
+    even = 24 if pc % WIDE and pc % 24 == 0 else WIDE  # 48 = 24 + 24: one vl for every chunk (no vsetvli between)
     while c0 < pc:  # 32 lanes (int32 accumulators in LMUL 8) while they fit, then 16
-        lanes = WIDE if pc - c0 >= WIDE else LANES
+        lanes = even if pc - c0 >= even else LANES
         chunks.append((c0, lanes))
         c0 += lanes
     # the accumulator an update writes (its tile pixel and chunk): group the combos by it
@@ -151,13 +156,24 @@ def intrinsic_mac(func):
             consts = c + [(chan.loop_var, c0)]
             idx = [bind(i, consts) for i in store.indices]
             by_acc.setdefault(str(idx), (tirx.BufferLoad(store.buffer, idx), lanes, []))[2].append(consts)
-    if len(by_acc) != len(chunks):
-        raise _NoMatch  # one tile pixel (several are bit-exact too, but measured no fewer instructions than LLVM's)
+    if len(by_acc) % len(chunks):
+        raise _NoMatch
     policy = tirx.const(3, "int64")  # tail and mask agnostic
+    groups: dict[int, list] = {}  # chunk -> its accumulators (one per tile pixel): they share each tap's weights
     for target, lanes, taps in by_acc.values():
-        if len(taps) < 2:
+        key = str(taps[0][-1][1])  # the chunk's first channel (the last constant: the channel loop)
+        groups.setdefault(key, []).append((target, lanes, taps))
+    for entries in groups.values():
+        lanes, taps0 = entries[0][1], entries[0][2]
+        if len(taps0) < 2 or any(len(e[2]) != len(taps0) for e in entries):
             raise _NoMatch
-        n = lanes // 2  # vscale = VLEN / 64 = 2 at VLEN 128: n * vscale = lanes
+        # the weight operand: the same address for every pixel of the tile at each tap (either, for one pixel)
+        same = [all(str(addr(o.value, e[2][t])) == str(addr(o.value, taps0[t])) for e in entries
+                    for t in range(len(taps0))) for o in (prod.a, prod.b)]
+        if not any(same):
+            raise _NoMatch
+        w_op, x_op = (prod.b, prod.a) if same[1] else (prod.a, prod.b)
+        n = 16 if lanes > LANES else 8  # vscale = VLEN / 64 = 2 at VLEN 128: n * vscale >= lanes
         v8, v16, v32 = f"int8xvscalex{n}", f"int16xvscalex{n}", f"int32xvscalex{n}"
         vlen = tirx.const(lanes, "int64")
         evl = tirx.const(lanes, "int32")
@@ -168,15 +184,18 @@ def intrinsic_mac(func):
             x8 = let(v8, tirx.call_llvm_intrin(v8, "llvm.vp.load", ptr, ones, evl))
             return let(v16, tirx.call_llvm_intrin(v16, "llvm.riscv.vsext", pass_through(v16), x8, vlen))
 
-        acc = None
-        for consts in taps:
-            a, b = sext(addr(prod.a.value, consts)), sext(addr(prod.b.value, consts))
-            if acc is None:
-                acc = let(v32, tirx.call_llvm_intrin(v32, "llvm.riscv.vwmul", pass_through(v32), a, b, vlen))
-            else:
-                acc = let(v32, tirx.call_llvm_intrin(v32, "llvm.riscv.vwmacc", acc, a, b, vlen, policy))
-        stmts.append(tirx.Evaluate(tirx.call_llvm_intrin("void", "llvm.vp.store", acc, tirx.address_of(target),
-                                                         ones, evl)))
+        accs = [None] * len(entries)
+        for t in range(len(taps0)):
+            w = sext(addr(w_op.value, taps0[t]))
+            for k, e in enumerate(entries):
+                x = sext(addr(x_op.value, e[2][t]))
+                if accs[k] is None:
+                    accs[k] = let(v32, tirx.call_llvm_intrin(v32, "llvm.riscv.vwmul", pass_through(v32), x, w, vlen))
+                else:
+                    accs[k] = let(v32, tirx.call_llvm_intrin(v32, "llvm.riscv.vwmacc", accs[k], x, w, vlen, policy))
+        for acc, e in zip(accs, entries):
+            stmts.append(tirx.Evaluate(tirx.call_llvm_intrin("void", "llvm.vp.store", acc, tirx.address_of(e[0]),
+                                                             ones, evl)))
     # one block around the intrinsics whose write region is the tile's accumulators: buffer compaction sizes the
     # local accumulator buffer from block regions (address_of alone would leave it one element long)
     idxs = [[bind(i, c + [(chan.loop_var, c0)]) for i in store.indices] for c in combos for c0, _ in chunks]

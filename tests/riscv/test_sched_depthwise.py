@@ -335,9 +335,10 @@ def _dw_kernels(model: Path, tile: str) -> list:
             and str(f.attrs.get("cloudcover_tile", "")).endswith(("-dw", "-dwq"))]
 
 
-def test_intrinsic_mac_takes_one_pixel_tiles(tmp_path):
-    """sched_rvv_dw rewrites a one-pixel dw tile (48 channels: a 32-lane and a 16-lane chunk, 9 taps each: one
-    vwmul and 8 vwmacc per chunk) and declines a two-pixel tile (its accumulators' layout is not checked)."""
+def test_intrinsic_mac_rewrites_16_channel_chunks(tmp_path):
+    """sched_rvv_dw rewrites a dw tile whose channels come in 16s: 1 x 48 as two 24-lane chunks of 9 taps (one
+    vwmul, 8 vwmacc each), 2 x 16 as two pixels' accumulators sharing each tap's weights (each weight vector loaded
+    once: 9 + 18 loads); an 8-channel tile is declined (LLVM's vectorizers keep it)."""
     from cloudcover.export.sched_rvv_dw import _NoMatch, intrinsic_mac
 
     model = tmp_path / "model_int8.tflite"
@@ -347,17 +348,20 @@ def test_intrinsic_mac_takes_one_pixel_tiles(tmp_path):
     assert text.count("llvm.riscv.vwmul") == 2 and text.count("llvm.riscv.vwmacc") == 16
     assert "_update" not in text and "_init" not in text
     (two,) = _dw_kernels(model, "2x16-dw")
+    text = intrinsic_mac(two).script()
+    assert text.count("llvm.riscv.vwmul") == 2 and text.count("llvm.vp.load") == 9 + 18
+    (narrow,) = _dw_kernels(model, "2x8-dw")
     with pytest.raises(_NoMatch):
-        intrinsic_mac(two)
+        intrinsic_mac(narrow)
 
 
 @needs_device
-@pytest.mark.parametrize("name, tile", [("mnv2-dw-s2-48", "1x48-dw"), ("mnv2-dw-s1-144", "1x48-dw"),
-                                        ("mnv2-dw-s1-16-zp-128", "1x16-dw")])
+@pytest.mark.parametrize("name, tile", [("mnv2-dw-s2-48", "1x48-dw"), ("mnv2-dw-s1-144", "2x48-dw"),
+                                        ("mnv2-dw-s1-16-zp-128", "2x16-dw")])
 def test_intrinsic_mac_is_bit_exact(name, tile, tmp_path):
     """rv64gcv dw tiles with their MACs as RVV intrinsics (sched_rvv_dw: int16 products, int32 sums) compute what
-    TFLite's reference kernels compute (strided; 144 channels: three 48-channel blocks of 32 + 16 lanes; an input
-    zero point of -128)."""
+    TFLite's reference kernels compute (strided; 144 channels: three 48-channel blocks of 24 + 24 lanes, two pixels
+    sharing the weights; 16 channels, two pixels, an input zero point of -128)."""
     from cloudcover.export import sched_depthwise, schedule_db
     from cloudcover.export.sched_rvv_dw import intrinsic_mac
 
