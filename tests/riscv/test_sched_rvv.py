@@ -195,7 +195,7 @@ NARROW = {
     # "-rvvq": recorded tile names of MobileNetV2 (now built as their "-rvv" twins: sched_rvv_epilogue.py)
     "mnv2-stem-3x3s2-16": (Case("conv2d", _conv(16, 3, 2), (12, 12, 3), "zp-128"), ("3x16u3-rvvq",)),
     "mnv2-pw1x1-16-96": (Case("conv2d", _conv(96, 1, 1), (6, 6, 16), "zp127"), ("3x32-rvvq", "2x48-rvvq")),
-    # "-dwq": sched_depthwise's recorded vector tiles (built as "-dw")
+    # "-dwq": sched_depthwise's vector tiles whose MACs stay LLVM's (sched_rvv_dw rewrites only "-dw")
     "mnv2-dw-s1-16": (Case("conv2d", _dw(1), (8, 8, 16), "zp-128"), ("2x16-dwq",)),
     "mnv2-dw-s1-144": (Case("conv2d", _dw(1), (6, 6, 144), "zp127"), ("1x48-dwq",)),
 }

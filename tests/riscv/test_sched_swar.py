@@ -139,6 +139,22 @@ def _tiles(h, w, cin, cout, k, stride):
     return tiles
 
 
+def _match_every_pattern(name, keys, seed):
+    """Each tile of `keys` on SHAPES[name] equals numpy's conv for every pair of data patterns (lane extremes)."""
+    h, w, cin, cout, k, stride = SHAPES[name]
+    func = _te_conv(h, w, cin, cout, k, stride)
+    rng = np.random.default_rng(seed)
+    oh, ow = (h - k) // stride + 1, (w - k) // stride + 1
+    for key in keys:
+        run = _host(_swar(func, key))
+        for xk in ("random", "min", "max", "alternate"):
+            for wk in ("random", "min", "max", "alternate"):
+                x, wt = _data(rng, (1, h, w, cin), xk), _data(rng, (k, k, cin, cout), wk)
+                b = rng.integers(-2 ** 20, 2 ** 20, cout).astype(np.int32)
+                got = run(x, wt, b, np.zeros((1, oh, ow, cout), np.int32))
+                assert np.array_equal(got.astype(np.int64), _np_conv(x, wt, b, stride)), f"{key} x={xk} w={wk}"
+
+
 @pytest.mark.parametrize("name", ["resnet8-conv3x3-16", "mnv2-p3-pw1x1-56", "unet-conv3x3-8-k72"])
 def test_swar_kernels_match_numpy(name):
     _check_numpy(name, every=False)
@@ -158,17 +174,7 @@ def test_channel_outer_tiles_match_numpy(name):
     else:  # K = 27: recorded by hand (schedules.json), not a search candidate
         assert keys == []
         keys = ["4x2-swarco", "2x2-swarco"]
-    func = _te_conv(h, w, cin, cout, k, stride)
-    rng = np.random.default_rng(8)
-    for key in keys:
-        run = _host(_swar(func, key))
-        for xk in ("random", "min", "max", "alternate"):
-            for wk in ("random", "min", "max", "alternate"):
-                x, wt = _data(rng, (1, h, w, cin), xk), _data(rng, (k, k, cin, cout), wk)
-                b = rng.integers(-2 ** 20, 2 ** 20, cout).astype(np.int32)
-                oh, ow = (h - k) // stride + 1, (w - k) // stride + 1
-                got = run(x, wt, b, np.zeros((1, oh, ow, cout), np.int32))
-                assert np.array_equal(got.astype(np.int64), _np_conv(x, wt, b, stride)), f"{key} x={xk} w={wk}"
+    _match_every_pattern(name, keys, seed=8)
 
 
 def test_channel_triple_decode_hand_case():
@@ -198,16 +204,7 @@ def test_channel_triple_tiles_match_numpy(name):
     h, w, cin, cout, k, stride = SHAPES[name]
     keys = [t for t in _tiles(h, w, cin, cout, k, stride) if t.endswith("-" + sched_swar.TRIPLES)]
     assert keys == ["1x3-swar3", "2x3-swar3", "1x3u2-swar3"]
-    func = _te_conv(h, w, cin, cout, k, stride)
-    rng = np.random.default_rng(9)
-    for key in keys:
-        run = _host(_swar(func, key))
-        for xk in ("random", "min", "max", "alternate"):
-            for wk in ("random", "min", "max", "alternate"):
-                x, wt = _data(rng, (1, h, w, cin), xk), _data(rng, (k, k, cin, cout), wk)
-                b = rng.integers(-2 ** 20, 2 ** 20, cout).astype(np.int32)
-                got = run(x, wt, b, np.zeros((1, h, w, cout), np.int32))
-                assert np.array_equal(got.astype(np.int64), _np_conv(x, wt, b, stride)), f"{key} x={xk} w={wk}"
+    _match_every_pattern(name, keys, seed=9)
 
 
 @pytest.mark.parametrize("name", ["mnv2-stem3x3-s2-16", "mnv2-pw1x1-8-k48"])
@@ -219,17 +216,7 @@ def test_pixel_triple_tiles_match_numpy(name):
     h, w, cin, cout, k, stride = SHAPES[name]
     keys = [t for t in _tiles(h, w, cin, cout, k, stride) if t.endswith("-" + sched_swar.PIXEL_TRIPLES)]
     assert keys and all(t in ("3x8-swar3x", "3x4-swar3x", "6x4-swar3x") for t in keys), keys
-    func = _te_conv(h, w, cin, cout, k, stride)
-    rng = np.random.default_rng(10)
-    oh, ow = (h - k) // stride + 1, (w - k) // stride + 1
-    for key in keys:
-        run = _host(_swar(func, key))
-        for xk in ("random", "min", "max", "alternate"):
-            for wk in ("random", "min", "max", "alternate"):
-                x, wt = _data(rng, (1, h, w, cin), xk), _data(rng, (k, k, cin, cout), wk)
-                b = rng.integers(-2 ** 20, 2 ** 20, cout).astype(np.int32)
-                got = run(x, wt, b, np.zeros((1, oh, ow, cout), np.int32))
-                assert np.array_equal(got.astype(np.int64), _np_conv(x, wt, b, stride)), f"{key} x={xk} w={wk}"
+    _match_every_pattern(name, keys, seed=10)
 
 
 def test_channel_triples_decline_long_reductions():
