@@ -155,6 +155,17 @@ def _reference(path: Path, x: np.ndarray, reference: bool = True) -> np.ndarray:
     return tflite_run(path, x, reference=reference)[0]
 
 
+def _reference_case(case: Case, tmp: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """`case` as an int8 TFLite file in `tmp`, its test inputs and TFLite's reference outputs, which must differ
+    between inputs (else a 0 LSB match would mean nothing)."""
+    model = tmp / "model_int8.tflite"
+    _convert(case, model)
+    x = _inputs(case.shape)
+    ref = _reference(model, x)
+    assert len({r.tobytes() for r in ref}) > 1
+    return model, x, ref
+
+
 def run_golden(case: Case, tmp: Path) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
     """(model.json, inputs, device outputs, BUILTIN_REF outputs) of the case compiled for `host`."""
     from cloudcover.export.compile import compile_model

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from .conftest import needs_device
-from .test_int8_ops import Case, _convert, _inputs, _layers, _reference
+from .test_int8_ops import Case, _convert, _inputs, _layers, _reference, _reference_case
 
 
 def _dw(s, relu6=True):
@@ -79,11 +79,7 @@ def _check(name: str, target: str, tmp: Path, every: bool) -> None:
     from cloudcover.export import sched_depthwise, schedule_db
 
     case = SHAPES[name]
-    model = tmp / "model_int8.tflite"
-    _convert(case, model)
-    x = _inputs(case.shape)
-    ref = _reference(model, x)
-    assert len({r.tobytes() for r in ref}) > 1
+    model, x, ref = _reference_case(case, tmp)
     _, naive = _build(model, target, "naive", tmp / "naive", x)
     assert np.array_equal(naive, ref)
     vector = target == "rv64gcv"
@@ -201,11 +197,7 @@ def test_short_channel_pads_get_one_row_on_rvv_only(tmp_path):
 @needs_device
 def test_stem_pad_row_is_bit_exact_under_qemu(tmp_path):
     case = Case("conv2d", lambda x: _layers().ReLU(6.0)(_stem(x)), (12, 12, 3), "zp127")
-    model = tmp_path / "model_int8.tflite"
-    _convert(case, model)
-    x = _inputs(case.shape)
-    ref = _reference(model, x)
-    assert len({r.tobytes() for r in ref}) > 1
+    model, x, ref = _reference_case(case, tmp_path)
     _, naive = _build(model, "rv64gcv", "naive", tmp_path / "naive", x)
     _, tuned = _build(model, "rv64gcv", "tuned", tmp_path / "tuned", x)
     assert np.array_equal(naive, ref) and np.array_equal(tuned, ref)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from .conftest import needs_device
-from .test_int8_ops import Case, _convert, _inputs, _layers, _reference
+from .test_int8_ops import Case, _convert, _layers, _reference_case
 
 
 def _conv(c, k, s):
@@ -68,11 +68,7 @@ def _check(name: str, tmp: Path, every: bool) -> None:
     from cloudcover.export import schedule_db
 
     case = SHAPES[name]
-    model = tmp / "model_int8.tflite"
-    _convert(case, model)
-    x = _inputs(case.shape)
-    ref = _reference(model, x)
-    assert len({r.tobytes() for r in ref}) > 1
+    model, x, ref = _reference_case(case, tmp)
     _, naive = _build(model, "naive", tmp / "naive", x)
     assert np.array_equal(naive, ref)
     tiles = _rvv_tiles(model)
@@ -209,11 +205,7 @@ def test_narrow_channel_tiles_are_bit_exact(name, tmp_path):
     from cloudcover.export import schedule_db, schedules
 
     case, keys = NARROW[name]
-    model = tmp_path / "model_int8.tflite"
-    _convert(case, model)
-    x = _inputs(case.shape)
-    ref = _reference(model, x)
-    assert len({r.tobytes() for r in ref}) > 1
+    model, x, ref = _reference_case(case, tmp_path)
     _, naive = _build(model, "naive", tmp_path / "naive", x)
     assert np.array_equal(naive, ref)
     from cloudcover.export import int8_lowering, lowering, relax_import

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from .conftest import needs_device
-from .test_int8_ops import Case, _convert, _inputs, _layers, _reference
+from .test_int8_ops import Case, _convert, _layers, _reference_case
 
 
 def _want(x, mult, right, add, lo, hi):
@@ -137,11 +137,7 @@ def test_rewritten_kernels_are_bit_exact_with_tflite(name, tmp_path):
     from .test_sched_rvv import _build
 
     case, tile = CASES[name]
-    model = tmp_path / "model_int8.tflite"
-    _convert(case, model)
-    x = _inputs(case.shape)
-    ref = _reference(model, x)
-    assert len({r.tobytes() for r in ref}) > 1
+    model, x, ref = _reference_case(case, tmp_path)
     db = tmp_path / "db.json"
     schedule_db.save({"vector": {"*": tile}}, db)
     _, dev = _build(model, str(db), tmp_path / "build", x)

@@ -15,7 +15,7 @@ import pytest
 
 from cloudcover.train.errors import CloudcoverError
 
-from .test_int8_ops import Case, _convert, _inputs, _layers, _reference
+from .test_int8_ops import Case, _layers, _reference_case
 
 
 def _conv(c, k, s):
@@ -72,11 +72,7 @@ def _check(name: str, tmp: Path) -> None:
     from cloudcover.export import schedule_db
 
     case = SHAPES[name]
-    model = tmp / "model_int8.tflite"
-    _convert(case, model)
-    x = _inputs(case.shape)
-    ref = _reference(model, x)
-    assert len({r.tobytes() for r in ref}) > 1
+    model, x, ref = _reference_case(case, tmp)
     _, naive = _run(model, "naive", tmp / "naive", x)
     assert np.array_equal(naive, ref)
     tiles = _tiles(model)
