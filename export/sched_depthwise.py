@@ -44,8 +44,8 @@ them; other kernels without one multiplying reduction keep lowering's schedule.
 from __future__ import annotations
 
 VARIANT = "dw"
-NARROW = "dwq"  # rv64gcv: a dw tile with the requantization epilogue in int32 lanes (sched_rvv_requant.py), its
-# MACs left to LLVM's vectorizers (a "dw" tile gets them as RVV intrinsics where they fit: sched_rvv_dw.py)
+NARROW = "dwq"  # rv64gcv: a "dw" tile whose MACs are left to LLVM's vectorizers (a "dw" tile gets them as RVV
+# intrinsics where they fit: sched_rvv_dw.py); both get sched_rvv_epilogue's int32-lane requantization
 MAC_ATTR = "cloudcover_dw_mac"  # the PrimFunc attribute that marks a "dw" tile for sched_rvv_dw.rewrite_kernels
 ROWS = "dw2"  # rv64gc: two output rows packed in one int64 (SWAR, sched_swar.pack_reduction along the rows)
 ROWS3 = "dw3"  # rv64gc: three output rows in 21-bit lanes (sched_swar's three-lane packing; rows a multiple of 3)
@@ -124,7 +124,7 @@ def schedule(func, found, vector: bool, choose):
             if done is not None:
                 return done
             tile = unpacked_tile(shape)  # odd rows or strided: one row at a time
-    narrow = vector and tile.variant == NARROW  # rv64gcv: the same tile, its epilogue in int32 lanes
+    narrow = vector and tile.variant == NARROW  # rv64gcv: the same tile, its MACs LLVM's
     if narrow:
         tile = Tile(tile.pw, tile.pc, tile.ku, VARIANT)
     if tile.variant != VARIANT or shape.pixels % tile.pw or shape.channels % tile.pc:
@@ -141,9 +141,7 @@ def schedule(func, found, vector: bool, choose):
     if vector and not narrow and done is not None:
         done = done.with_attr(MAC_ATTR, 1)  # its MACs built as RVV intrinsics where they fit (sched_rvv_dw)
     if narrow and done is not None:
-        from .sched_rvv_requant import narrow_epilogue
-
-        done = narrow_epilogue(done).with_attr("cloudcover_tile", Tile(tile.pw, tile.pc, tile.ku, NARROW).key())
+        done = done.with_attr("cloudcover_tile", Tile(tile.pw, tile.pc, tile.ku, NARROW).key())
     return done
 
 

@@ -182,7 +182,7 @@ def find_epilogue(func, match_y, match_z):
     """(params, blocks, (y block, *match_y), (z block, z expression, *match_z)) for the one block storing the
     SaturatingRoundingDoublingHighMul step (`match_y(value, params)` raises _NoMatch on others) and the one block
     whose stored value contains the RoundingDivideByPOT step reading its buffer (`match_z(expr, ybuf, params)`,
-    None on others); raises _NoMatch unless each is found exactly once. Shared with sched_rvv_requant."""
+    None on others); raises _NoMatch unless each is found exactly once. Shared with sched_rvv_epilogue."""
     from tvm import tirx
 
     from .lowering import _collect, _first, _is_block

@@ -16,8 +16,8 @@ epilogue per tile); only the tile and the LLVM option differ, so results are bit
 (tests/riscv/test_sched_rvv.py). This family takes a kernel when its recorded tile is an "-rvv" one
 (export/schedules.json, measured per shape), or when the generic default would apply and the shape has a
 multiple of 32 channels; a recorded generic tile is left to schedules.py, depthwise kernels to sched_depthwise.py.
-A "-rvvq" tile (recorded where sched_rvv_requant.py's int32-lane epilogue once measured fewer instructions) now
-builds as its "-rvv" twin: sched_rvv_epilogue.py gives every tile the RVV fixed-point epilogue.
+A "-rvvq" tile (recorded where an earlier int32-lane epilogue rewrite measured fewer instructions) builds as its
+"-rvv" twin: sched_rvv_epilogue.py gives every tile the RVV fixed-point epilogue.
 """
 
 from __future__ import annotations
@@ -92,10 +92,6 @@ def schedule(func, found, vector: bool, choose):
         done = schedules._tiled(sch, again, tile, True)
     except s_tir.ScheduleError:
         return None
-    if tile.variant == NARROW:
-        from .sched_rvv_requant import narrow_epilogue
-
-        done = narrow_epilogue(done)
     return done
 
 

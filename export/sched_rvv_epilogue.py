@@ -44,10 +44,10 @@ kernels of each form against TFLite's reference kernels under QEMU.
 from __future__ import annotations
 
 from .sched_requant import _NoMatch, find_epilogue
-from .sched_rvv_requant import _match_y, _match_z
 
 LANES = 32  # int32 lanes of an LMUL-8 group at VLEN 128 (rv64gcv's minimum)
 RNU = 0  # vxrm: round to nearest, ties up
+ROUND = 1 << 30  # SaturatingRoundingDoublingHighMul's rounding term, as the int8 lowering emits it
 # wider channel tiles keep LLVM's epilogue: their per-channel vectors, hoisted out of the pixel loop, spill (measured:
 # MobileNetV2's 1x112 tile of 336 -> 112, 95k instructions with LLVM's int64 form, 112k with four 32-lane chunks)
 MAX_CHANNELS = 3 * LANES
@@ -219,6 +219,56 @@ def _int(e, value: int) -> bool:
     from tvm import tirx
 
     return isinstance(e, tirx.IntImm) and int(e.value) == value
+
+
+def _dtype(e) -> str:
+    return str(e.ty)
+
+
+def _param_load(e, params):
+    """The int32/int64 per-channel parameter load under `e` (a load, or a cast of one), else None."""
+    from tvm import ir, tirx
+
+    inner = e.value if isinstance(e, tirx.Cast) else e
+    if isinstance(inner, ir.TensorLoad) and len(inner.indices) == 1 and any(inner.source.same_as(p) for p in params) \
+            and _dtype(inner) in ("int32", "int64"):
+        return e
+    return None
+
+
+def _match_y(value, params):
+    """((int64(acc) + bias) * m + 2^30) >> 31 -> (acc int32 expression, bias, m)."""
+    from tvm import tirx
+
+    if not (isinstance(value, tirx.RShift) and _int(value.b, 31) and _dtype(value) == "int64"):
+        raise _NoMatch
+    add = value.a
+    if not (isinstance(add, tirx.Add) and _int(add.b, ROUND) and isinstance(add.a, tirx.Mul)):
+        raise _NoMatch
+    mul = add.a
+    if not (isinstance(mul.a, tirx.Add) and _param_load(mul.b, params) is not None):
+        raise _NoMatch
+    acc, bias = mul.a.a, mul.a.b
+    if not (isinstance(acc, tirx.Cast) and _dtype(acc.value) == "int32" and _param_load(bias, params) is not None):
+        raise _NoMatch
+    return acc.value, bias, mul.b
+
+
+def _match_z(e, ybuf, params):
+    """(y + half + (y >> 63)) >> r with y loads of `ybuf` -> (y load, half, r); None when `e` is not that."""
+    from tvm import ir, tirx
+
+    if not (isinstance(e, tirx.RShift) and _dtype(e) == "int64" and _param_load(e.b, params) is not None):
+        return None
+    s = e.a
+    if not (isinstance(s, tirx.Add) and isinstance(s.a, tirx.Add) and isinstance(s.b, tirx.RShift)):
+        return None
+    y, half = s.a.a, s.a.b
+    y2 = s.b.a
+    if not (isinstance(y, ir.TensorLoad) and y.source.same_as(ybuf) and isinstance(y2, ir.TensorLoad)
+            and y2.source.same_as(ybuf) and _int(s.b.b, 63) and _param_load(half, params) is not None):
+        return None
+    return y, half, e.b
 
 
 def _channel_loop(body, yblock, zblock):

@@ -221,3 +221,33 @@ def test_narrow_channel_tiles_are_bit_exact(name, tmp_path):
         _, dev = _build(model, str(db), tmp_path / key, x)
         diff = np.abs(dev.astype(np.int32) - ref.astype(np.int32))
         assert diff.max() == 0, f"{name} tile {key}: {int((diff > 0).sum())} values differ from TFLite's reference"
+
+
+def test_rvvq_and_dwq_tiles_schedule_as_their_plain_twins(tmp_path):
+    """"-rvvq" / "-dwq" kernels are the "-rvv" / "-dw" kernels (the int32-lane epilogue is sched_rvv_epilogue's,
+    applied at build time to both; "-dwq" only keeps LLVM's MACs, a function attribute): same TIR apart from the
+    recorded tile name."""
+    from cloudcover.export.schedules import Tile
+
+    for case, q_tile, plain_tile in ((Case("conv2d", _conv(32, 1, 1), (6, 6, 16)), Tile(2, 32, 1, "rvvq"),
+                                      Tile(2, 32, 1, "rvv")),
+                                     (Case("conv2d", _dw(1), (6, 6, 16)), Tile(2, 16, 1, "dwq"), Tile(2, 16, 1, "dw"))):
+        _check_same_tir(tmp_path / q_tile.variant, case, q_tile, plain_tile)
+
+
+def _check_same_tir(tmp_path, case, q_tile, plain_tile):
+    import tvm_ffi
+
+    from cloudcover.export import int8_lowering, lowering, relax_import, schedules
+
+    tmp_path.mkdir()
+    model = tmp_path / "m.tflite"
+    _convert(case, model)
+    mod, _ = int8_lowering.lower_int8(relax_import.import_model(model))
+    low = lowering.lower(mod, schedule=False, pads_alone=True)
+    (name, _), = schedules.kernel_shapes(low).items()
+    func = next(f for gv, f in low.functions.items() if gv.name_hint == name)
+    q = schedules.schedule_func(func, True, lambda s: q_tile)
+    plain = schedules.schedule_func(func, True, lambda s: plain_tile)
+    assert str(q.attrs["cloudcover_tile"]) == q_tile.key()
+    assert tvm_ffi.structural_equal(q.body, plain.body)
