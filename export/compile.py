@@ -192,6 +192,7 @@ def compile_model(model_path: str | Path, target_name: str, out_dir: str | Path,
         "weights_dtypes": sorted({t.dtype for t in graph.of_kind("const")}),
         "arena_bytes": plan.arena_bytes,
         "intermediate_bytes_sum": sum(b.size for b in buffers),
+        "live_peak_bytes": memplan.live_peak(buffers),  # no arena can be smaller
         "workspace_bytes": workspace,
         "compute": compute,
         "int8_compute": not kernel_floats,  # int8_lowering.int8_compute: no float value in any kernel

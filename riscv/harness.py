@@ -287,6 +287,7 @@ def bench_target(art: Artifacts, refs: References, build: Path, target: str, emu
         "kernels_text_bytes": kernels_text,
         "workspace_bytes": info["workspace_bytes"],
         "intermediate_bytes_sum": info["intermediate_bytes_sum"],
+        "live_peak_bytes": info.get("live_peak_bytes"),
         "weights_dtypes": info["weights_dtypes"],
         "emulated_ms_per_inference": round((full.wall_s - start.wall_s) * 1000 / n, 3),
         "emulator": f"qemu-riscv64 {emu.version}" + (" + libinsn.so (inline)" if emu.counts else " (no plugin)"),

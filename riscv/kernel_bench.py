@@ -69,7 +69,8 @@ def measure_route(art: Path, route: tuple[str, str, str], target: str, work: Pat
         "instructions_per_mac": None if insns is None else round(insns / info["macs"], 3),
         "max_abs_diff_lsb_vs_tflite_ref": int(np.abs(dev.astype(np.int32) - ref.astype(np.int32)).max()),
         "int8_compute": info["int8_compute"], "arena_bytes": info["arena_bytes"],
-        "intermediate_bytes_sum": info["intermediate_bytes_sum"], "workspace_bytes": info["workspace_bytes"],
+        "intermediate_bytes_sum": info["intermediate_bytes_sum"], "live_peak_bytes": info.get("live_peak_bytes"),
+        "workspace_bytes": info["workspace_bytes"],
         "weights_bytes": info["weights_bytes"], "steps": len(info["steps"]),
     })
     if profile and insns is not None:

@@ -111,3 +111,5 @@ def test_real_model_plan(compiled, target):
     assert got["arena"] == info["arena_bytes"]
     assert got["peak_live"] <= got["arena"] <= info["intermediate_bytes_sum"]
     assert got["arena"] < info["intermediate_bytes_sum"]  # reuse happened: the chain has dead buffers to recycle
+    assert info["live_peak_bytes"] == got["peak_live"]  # the planner's bound, recounted from model.c
+    assert got["arena"] <= 1.1 * got["peak_live"]  # #11: at most 10 % above the largest live sum
