@@ -39,16 +39,20 @@ def test_synth_bad_flags(tmp_path, capsys):
 
 
 def test_synth_label_rim_reaches_the_generator(tmp_path, capsys):
-    """--label-rim changes the scenes (same seed, same coverage) and a negative rim writes nothing."""
+    """The default is the measured 12 px rim; --label-rim 0 changes the scenes (same seed, same coverage); a
+    negative rim writes nothing."""
     import hashlib
 
     def masks(out):
         return [hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("manual_hq.tif"))]
 
     args = ["data", "synth", "--n", "4", "--size", "48", "--seed", "1", "--workers", "1", "--quiet"]
-    assert main(args + ["--out", str(tmp_path / "plain")]) == 0
+    assert main(args + ["--out", str(tmp_path / "default")]) == 0
     assert main(args + ["--out", str(tmp_path / "rim"), "--label-rim", "12"]) == 0
-    assert len(masks(tmp_path / "rim")) == 4 and masks(tmp_path / "plain") != masks(tmp_path / "rim")
+    assert main(args + ["--out", str(tmp_path / "plain"), "--label-rim", "0"]) == 0
+    assert len(masks(tmp_path / "rim")) == 4 and masks(tmp_path / "default") == masks(tmp_path / "rim")
+    assert masks(tmp_path / "plain") != masks(tmp_path / "rim")
+    assert json.loads((tmp_path / "default" / "synth.json").read_text())["label_rim"] == 12
     capsys.readouterr()
     assert main(args + ["--out", str(tmp_path / "bad"), "--label-rim", "-1"]) == 1
     assert "label_rim" in capsys.readouterr().err and not (tmp_path / "bad").exists()

@@ -114,5 +114,5 @@ def test_runs_with_other_augmentation_get_their_own_folder_name():
     assert realism._augment_tag(parse_augment("hflip,vflip")) == ""  # the demo's runs keep their old names
     assert realism._augment_tag(parse_augment("hflip,vflip,contrast=0.4,blur=1")) == "_aug-hflip-vflip-contrast0.4-blur1"
     assert realism._augment_tag(parse_augment("none")) == "_aug-none"
-    # a labelled rim names its data and runs too; the demo's scenes keep their names
-    assert realism._rim_tag(0.0) == "" and realism._rim_tag(12.0) == "_rim12" and realism._rim_tag(7.5) == "_rim7.5"
+    # the labelled rim names data and runs too (the demo scenes: _rim12)
+    assert realism._rim_tag(0.0) == "_rim0" and realism._rim_tag(12.0) == "_rim12" and realism._rim_tag(7.5) == "_rim7.5"

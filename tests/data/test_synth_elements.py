@@ -115,7 +115,8 @@ def test_cumulus_fields_have_many_small_clouds_and_decks_few_large():
         n = []
         for seed in range(3):
             _, mask = make_scene(np.random.default_rng(seed), _style(morphology_p=ONLY[morph]), 20.0, 256)
-            n.append(ndimage.label(np.isin(mask, (coverage.THICK, coverage.THIN)))[1])
+            lab, _ = ndimage.label(np.isin(mask, (coverage.THICK, coverage.THIN)))
+            n.append(int((np.bincount(lab.ravel())[1:] >= 20).sum()))  # clouds, not specks of a broken deck edge
         counts[morph] = np.median(n)
     assert counts["cumulus"] > counts["stratiform"]
 
@@ -167,24 +168,69 @@ def test_grey_decks_are_the_same_cloud_dimmed_by_the_drawn_factor(monkeypatch):
     assert ratio.max() - ratio.min() < 1e-5  # one factor for the whole deck
 
 
+def _depth_px(region: np.ndarray) -> np.ndarray:
+    """Distance of each pixel of a periodic region to the nearest pixel outside it (0 outside)."""
+    from scipy.ndimage import distance_transform_edt
+
+    n = region.shape[0]
+    return distance_transform_edt(np.tile(region, (3, 3)))[n:2 * n, n:2 * n]
+
+
 @pytest.mark.parametrize("morph", ["cumulus", "stratiform", "mixed"])
-def test_labelled_cloud_is_mostly_semi_transparent_around_opaque_cores(morph):
-    """Opaque cores are at most a quarter of the labelled cloud (core share drawn in 5-25 %), and opacity
-    rises from the label edge, so the typical labelled pixel lets the ground show through."""
+def test_opacity_rises_from_the_label_edge_and_with_depth(morph):
+    """The label starts where cloud is faint but visible (edge opacity >= 0.28); opacity grows inward, with the
+    field and with the depth, so whatever lies DEPTH_PX[1] (of 509) inside the cloud is at its full opacity, while
+    the first pixel inside lets the ground show through."""
+    from cloudcover.train.data.synth_clouds import DEPTH_PX, make_clouds
+
+    size, n_deep = 128, 0
+    for seed in range(3):
+        c = make_clouds(np.random.default_rng(seed), _style(morphology_p=ONLY[morph]), 50.0, size, size)
+        lab = c.mask != coverage.CLEAR
+        a = c.alpha[lab]
+        assert a.min() >= 0.27
+        depth = _depth_px(lab)
+        deep = depth >= DEPTH_PX[1] * size / 509 + 1
+        assert (c.alpha[deep] >= a.max() - 1e-5).all()  # full opacity deep inside
+        assert np.median(c.alpha[lab & (depth <= 1)]) < 0.6  # semi-transparent at the edge
+        n_deep += int(deep.sum())
+    assert n_deep > 0
+
+
+def test_small_clouds_stay_semi_transparent_and_masses_grow_with_cover():
+    """A field of small cumulus is mostly semi-transparent (real almost-clear samples: half the labelled cloud
+    under 0.07 above its ground); at high cover the clouds merge into masses whose inside is far from any edge
+    (real cloudy sample: median depth 24 px of 509), not a denser field of the same small blobs."""
+    from cloudcover.train.data import synth_clouds
     from cloudcover.train.data.synth_clouds import make_clouds
 
-    for seed in range(3):
-        c = make_clouds(np.random.default_rng(seed), _style(morphology_p=ONLY[morph]), 40.0, 128, 128)
-        a = c.alpha[c.mask != coverage.CLEAR]
-        assert (a >= a.max() - 1e-5).mean() <= 0.25 + 1e-3  # the cores, at the cloud's full opacity
-        assert np.median(a) < 0.8
-        assert a.min() >= 0.27  # the label starts where the cloud is faint but visible (edge opacity >= 0.28)
+    size = 256
+    style = _style(morphology_p=ONLY["cumulus"])
+    small = make_clouds(np.random.default_rng(0), style, 12.0, size, size)
+    assert np.median(small.alpha[small.mask != coverage.CLEAR]) < 0.8
+
+    def median_depth(cover: float, grow: float) -> float:
+        depths = []
+        for seed in range(3):
+            old = synth_clouds.CUMULUS_GROW
+            synth_clouds.CUMULUS_GROW = grow
+            try:
+                c = make_clouds(np.random.default_rng(seed), style, cover, size, size)
+            finally:
+                synth_clouds.CUMULUS_GROW = old
+            lab = c.mask != coverage.CLEAR
+            depths.append(np.median(_depth_px(lab)[lab]) * 509 / size)
+        return float(np.median(depths))
+
+    merged, fixed = median_depth(57.0, synth_clouds.CUMULUS_GROW), median_depth(57.0, 0.0)
+    assert merged > 1.4 * fixed
+    assert median_depth(15.0, synth_clouds.CUMULUS_GROW) < 0.6 * merged
 
 
 @pytest.mark.parametrize("morph", ["cumulus", "stratiform", "mixed"])
 @pytest.mark.parametrize("size", [128, 256])
 def test_label_rim_labels_visible_cloud_with_a_faint_rim(morph, size):
-    """Opaque cores are at most a quarter of the labelled cloud (core share drawn in 5-25 %); the label runs a
+    """The label runs a
     faint rim (opacity from ~0.04-0.11 at its edge) around visible cloud (opacity >= RIM_OPACITY[0]) and no
     further: every labelled pixel lies within the rim's width of visible cloud, as real manual labels do."""
     from scipy.ndimage import binary_erosion, distance_transform_edt
@@ -199,8 +245,6 @@ def test_label_rim_labels_visible_cloud_with_a_faint_rim(morph, size):
         lab = c.mask != coverage.CLEAR
         a = c.alpha[lab]
         assert coverage.coverage_pct(c.mask) == pytest.approx(40.0, abs=TOLERANCE_PCT)
-        assert (a >= a.max() - 1e-5).mean() <= 0.25 + 1e-3  # the cores, at the cloud's full opacity
-        assert np.median(a) < 0.8
         assert a.min() >= 0.02  # faint, never nothing
         edge = lab & ~binary_erosion(lab, border_value=1)
         assert np.median(c.alpha[edge]) < 0.15  # the label edge is barely visible ...

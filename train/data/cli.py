@@ -54,10 +54,10 @@ def register(subparsers) -> None:
     p.add_argument("--bins", default=_BINS, help="coverage class edges the patches are balanced over")
     p.add_argument("--margin", type=float, default=4.0,
                    help="keep drawn coverage this many points away from inner class edges")
-    p.add_argument("--label-rim", type=float, default=0.0, metavar="PX",
-                   help="also label a faint rim of PX pixels (at 509 px) around visible cloud, as CloudSEN12's "
-                   "manual labels do (12 measured): real patches read better, synthetic ones worse (README, "
-                   "*Synthetic scenes on real patches*); 0 = label edge where cloud becomes visible")
+    p.add_argument("--label-rim", type=float, default=None, metavar="PX",
+                   help="label a faint rim of PX pixels (at 509 px) around visible cloud, as CloudSEN12's manual "
+                   "labels do (default 12, measured on real samples; README, *Synthetic scenes on real patches*); "
+                   "0 = label edge where cloud becomes visible")
     _workers_arg(p)
     p.set_defaults(func=_synth)
 
@@ -127,10 +127,10 @@ def register(subparsers) -> None:
 def _synth(args) -> int:
     from cloudcover.train.data.synth import SynthConfig, synthesize
 
+    rim = {} if args.label_rim is None else {"label_rim": args.label_rim}  # None: SynthConfig's default
     cfg = SynthConfig(out=args.out, format=args.format, n=args.n, seed=args.seed, size=args.size,
                       patches_per_roi=args.patches_per_roi, bins=tuple(parse_bins(args.bins)),
-                      margin_pct=args.margin, label_rim=args.label_rim, progress=not args.quiet,
-                      **_workers(args))
+                      margin_pct=args.margin, progress=not args.quiet, **rim, **_workers(args))
     r = synthesize(cfg)
     print(f"synth: {r.n} {args.format} patches in {r.rois} ROIs -> {r.out} ({r.seconds:.1f} s); "
           f"per class {json.dumps(r.counts)}; max |coverage - target| {r.max_error_pct:.4f} %")

@@ -2,7 +2,7 @@
 
     python -m cloudcover.train.data.realism [--shared ../shared/data] [--work /tmp/cloudcover_realism]
         [--out reports/realism] [--seeds 0] [--epochs 40] [--n 1440] [--skip cls,seg,13band]
-        [--augment hflip,vflip,contrast=0.4,...] [--seg-seeds 0,1] [--label-rim 12]
+        [--augment hflip,vflip,contrast=0.4,...] [--seg-seeds 0,1] [--label-rim 0]
 
 classifier   `data synth --format cloudsen12 --n 1440 --size 256` -> `data prepare --size 96` -> `train --model
              edge_cnn --alpha 1.5 --epochs 40 --patience 40 --label-smoothing 0.1` (the demo's chain), per seed;
@@ -28,8 +28,9 @@ stats        brightness (mean, spread, 5/50/95th percentile of red) and texture 
              Runs with other augmentation get their own folders in --work. --skip cls trains no classifier
              (to iterate on the segmenters alone).
 --label-rim     synthesize with a faint labelled rim of this many pixels (of 509) around visible cloud, as real
-             manual labels have (`SynthConfig.label_rim`; 12 is what the edge profile of the real samples
-             shows; default 0, the demo's scenes); its data and runs get their own folders.
+             manual labels have (default: the demo's scenes, `SynthConfig.label_rim` = 12, what the edge
+             profile of the real samples shows; 0: the label edge at visible cloud); each value gets its own
+             data and run folders (`_rim12`). After a generator change, start with an empty --work.
 
 Writes OUT/realism.json (every figure and setting), OUT/realism.md (tables) and OUT/realism.png (real
 patches beside synthetic patches of each coverage class). Intermediate data and runs stay in --work, so
@@ -101,11 +102,11 @@ def _done(path: Path) -> bool:
 
 
 def _rim_tag(label_rim: float) -> str:
-    """Folder suffix naming a labelled rim ('' for the demo's scenes, so their folders keep their names)."""
-    return f"_rim{label_rim:g}" if label_rim > 0 else ""
+    """Folder suffix naming the labelled rim ('_rim0': label edge at visible cloud)."""
+    return f"_rim{label_rim:g}"
 
 
-def build_data(work: Path, n: int, seg_n: int, progress: bool, label_rim: float = 0.0) -> dict[str, Path]:
+def build_data(work: Path, n: int, seg_n: int, progress: bool, label_rim: float) -> dict[str, Path]:
     """Synthesize and prepare every dataset the benchmark trains on (skipped when already there)."""
     from cloudcover.train.data.prepare import PrepareConfig, prepare
     from cloudcover.train.data.synth import SynthConfig, synthesize
@@ -491,8 +492,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: cls, seg, 13band")
     ap.add_argument("--augment", default="hflip,vflip",
                     help="training augmentation of every model, as `cloudcover train --augment` takes it")
-    ap.add_argument("--label-rim", type=float, default=0.0,
-                    help="synthesize with a faint labelled rim of PX pixels (of 509) around visible cloud (default 0)")
+    ap.add_argument("--label-rim", type=float, default=None,
+                    help="synthesize with a faint labelled rim of PX pixels (of 509) around visible cloud (default: "
+                    "the demo's, SynthConfig.label_rim = 12; 0: label edge at visible cloud)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -505,6 +507,10 @@ def main(argv: list[str] | None = None) -> int:
     skip = {s for s in args.skip.split(",") if s}
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
+    if args.label_rim is None:
+        from cloudcover.train.data.synth import SynthConfig
+
+        args.label_rim = SynthConfig(out=Path(".")).label_rim
     if args.label_rim < 0:
         raise CloudcoverError(f"--label-rim {args.label_rim}: must be >= 0")
     d = build_data(work, args.n, args.seg_n, progress=not args.quiet, label_rim=args.label_rim)

@@ -27,7 +27,7 @@ import numpy as np
 
 from cloudcover.train.atomic import atomic_dir, check_replaceable
 from cloudcover.train.data import coverage
-from cloudcover.train.data.synth_clouds import make_clouds, shadow
+from cloudcover.train.data.synth_clouds import RIM_PX, make_clouds, shadow
 from cloudcover.train.data.synth_spectra import (CLOUD, CLOUD_B10_HIGH, COARSEN, CONFOUNDERS, COVER, LANDSAT, PATH,
                                                  SHADOW_KEEP, SNOW, TRANSMIT, jittered_surface)
 from cloudcover.train.data.synth_terrain import BIOME_NAMES, make_ground
@@ -58,10 +58,10 @@ class SynthConfig:
     margin_pct: float = MARGIN_PCT
     workers: int = field(default_factory=default_workers)
     progress: bool = True
-    # Opt-in, pixels of a 509 px patch (synth_clouds.RIM_PX = 12 as measured on real labels): label a faint rim
-    # around visible cloud as real manual labels do. Models then read real patches better but synthetic ones
-    # worse (README, *Synthetic scenes on real patches*); 0 keeps the label edge where cloud becomes visible.
-    label_rim: float = 0.0
+    # Pixels of a 509 px patch: label a faint rim around visible cloud as real manual labels do (RIM_PX = 12, the
+    # width measured on the real CloudSEN12 samples; README, *Synthetic scenes on real patches*); 0 puts the label
+    # edge where cloud becomes visible (the scenes before 2026-12-01).
+    label_rim: float = RIM_PX
 
 
 @dataclass

@@ -3,19 +3,23 @@
 One field F per patch decides the label by exact quantile thresholds (so the coverage target is met to a
 pixel): cloud = F > t1, thick = F > t2, thin = t1 < F <= t2. What F looks like depends on the morphology:
 
-    cumulus     many small blobs (a few % of the scene wide), clustered by a large-scale field
+    cumulus     many small blobs (a few % of the scene wide), clustered by a large-scale field; the blobs grow
+                with the cover, so a cloudy scene holds merged masses rather than a denser speckle
     stratiform  one large multi-scale deck with broken edges
     mixed       a deck with cumulus on and around it (clouds over clouds)
     haze        a smooth, thin, semi-transparent veil over large parts of the scene: mostly thin cloud
 
 Opacity rises from a low value at the label's edge (real manual labels include the faint outskirts of a
-cloud), slowly, to nearly opaque in small cores (5-25 % of the cloud), so most labelled cloud lets the ground
-show through, as in real patches; a faint unlabelled halo fades outside. About a third of the decks are grey. The shadow is the opacity
-moved along the sun's azimuth by a distance set by the cloud height, labelled where it darkens clear ground.
+cloud), slowly with the field to nearly opaque in small cores (5-25 % of the cloud), and with the depth inside
+the cloud to full opacity 16-32 px (of 509) from its edge: small clouds let the ground show through, large
+masses are opaque inside, as in real patches; a faint unlabelled halo fades outside. About a third of the decks
+are grey. The shadow is the opacity moved along the sun's azimuth by a distance set by the cloud height,
+labelled where it darkens clear ground.
 
-With `label_rim` (opt-in) the label of clouds other than haze is the visible cloud grown by a rim of fixed width
-(F dilated by an octagon, then the same exact quantile), and opacity fades across the rim to barely anything at
-the label edge: where real manual labels put it (realism's edge profile), and still decidable from the image.
+With `label_rim` (what `data synth` does by default, 12 px of 509) the label of clouds other than haze is the
+visible cloud grown by a rim of fixed width (F dilated by an octagon, then the same exact quantile), and opacity
+fades across the rim to barely anything at the label edge: where real manual labels put it (realism's edge
+profile), and still decidable from the image. With label_rim=0 the label edge is where cloud becomes visible.
 """
 
 from __future__ import annotations
@@ -31,12 +35,20 @@ from cloudcover.train.data.noise import fractal, quantile_threshold
 MORPHOLOGIES = ("cumulus", "stratiform", "mixed", "haze")
 SHADOW_LABEL = 0.35  # shade strength from which a clear pixel is labelled cloud shadow
 GREY_DECK_P, GREY_DECK = 0.35, (0.6, 0.85)  # share of decks that are grey, and their brightness factor
-# Opt-in (`label_rim`): the label runs a faint rim around visible cloud, as real manual labels do. RIM_PX is the
+# `label_rim`: the label runs a faint rim around visible cloud, as real manual labels do. RIM_PX is the
 # width measured on the real CloudSEN12 samples (realism edge profile); RIM_OPACITY the opacity where the rim
 # meets the visible cloud.
 RIM_PX = 12.0
 RIM_OPACITY = (0.35, 0.5)
 _CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
+# Real cumulus at high cover are merged masses, not a denser field of the same small blobs: half the cloudy
+# CloudSEN12 sample's labelled cloud lies more than 24 px (of 509) from the label edge, against 8 px for blobs of
+# a fixed scale at the same cover. Blob scale grows with the cover, x (1 + CUMULUS_GROW * cover): 13-16 px at 57 %,
+# while 15 % cover keeps small clouds (5-6 px; real 6-7).
+CUMULUS_GROW = 3.0
+# Depth inside visible cloud (pixels of 509) at which opacity reaches the cloud's full value; the real cloudy sample
+# is 0.2 above its ground 12-24 px inside the label and 0.3-0.4 deeper.
+DEPTH_PX = (16.0, 32.0)
 
 
 @dataclass(frozen=True)
@@ -48,10 +60,10 @@ class Clouds:
     morphology: str
 
 
-def _field(rng: np.random.Generator, kind: str, canvas: int, s: float) -> np.ndarray:
+def _field(rng: np.random.Generator, kind: str, canvas: int, s: float, grow: float = 1.0) -> np.ndarray:
     def cumulus() -> np.ndarray:
         blobs = fractal(rng, canvas, beta=float(rng.uniform(4.0, 5.0)), n=1,
-                        scale_px=float(rng.uniform(30, 80)) * s)[0]
+                        scale_px=float(rng.uniform(30, 80)) * s * grow)[0]
         cluster = fractal(rng, canvas, beta=4.0, n=1, scale_px=canvas / 2)[0]
         return blobs + np.float32(rng.uniform(0.4, 1.2)) * cluster
 
@@ -79,6 +91,16 @@ def _dilate(F: np.ndarray, r: int) -> np.ndarray:
     return G
 
 
+def _depth(inside: np.ndarray, scale: float) -> np.ndarray:
+    """Distance of each pixel of a periodic region to its edge, in units of `scale`, exact up to 1 (beyond: >= 1)."""
+    from scipy.ndimage import distance_transform_edt
+
+    if inside.all():
+        return np.ones(inside.shape, np.float32)
+    p = int(2 * scale) + 2  # the canvas is periodic: the region continues across its border
+    return distance_transform_edt(np.pad(inside, p, mode="wrap"))[p:-p, p:-p].astype(np.float32) / np.float32(scale)
+
+
 def make_clouds(rng: np.random.Generator, style, target_pct: float, size: int, canvas: int,
                 label_rim: float = 0.0) -> Clouds:
     """label_rim > 0 (pixels of a 509 px patch, e.g. RIM_PX): labelled cloud other than haze is the visible cloud
@@ -88,7 +110,7 @@ def make_clouds(rng: np.random.Generator, style, target_pct: float, size: int, c
     crop = (slice(0, size), slice(0, size))
     n_px = size * size
     kind = MORPHOLOGIES[int(rng.choice(len(MORPHOLOGIES), p=style.morphology_p))]
-    F = _field(rng, kind, canvas, s)
+    F = _field(rng, kind, canvas, s, grow=1.0 + CUMULUS_GROW * target_pct / 100.0)
     F = F / (F.std() + np.float32(1e-6))
     n_cloud = int(round(target_pct / 100.0 * n_px))
     haze = kind == "haze"
@@ -129,6 +151,10 @@ def make_clouds(rng: np.random.Generator, style, target_pct: float, size: int, c
     u = np.clip((F - np.float32(lo)) / np.float32(width), 0, None)
     ramp = np.float32(rng.uniform(1.0, 2.0))  # > 1: opacity stays low over more of the cloud
     a_vis = float(rng.uniform(*RIM_OPACITY)) if label_rim > 0 else 0.0  # drawn for haze too: one rng sequence
+    if not haze:
+        # Opacity also grows with the depth inside visible cloud, full at depth D: a large mass is opaque inside
+        # while a small cloud stays semi-transparent (the F ramp alone left big masses as faint as small clouds).
+        u = np.maximum(u, _depth(F > np.float32(lo), max(1.0, float(rng.uniform(*DEPTH_PX)) * s)))
     if not rim_px:
         inside = np.float32(a_edge) + np.float32(a_max - a_edge) * np.minimum(u, 1) ** ramp
         halo = np.float32(0.15 * a_edge) * np.exp(np.minimum(F - np.float32(lo), 0) / np.float32(0.08 * width + 0.02))
