@@ -92,7 +92,8 @@ def _dilate(F: np.ndarray, r: int) -> np.ndarray:
 
 
 def _depth(inside: np.ndarray, scale: float) -> np.ndarray:
-    """Distance of each pixel of a periodic region to its edge, in units of `scale`, exact up to 1 (beyond: >= 1)."""
+    """Distance of each pixel of a periodic region to its edge, in units of `scale`: exact up to 2, at least 2 beyond
+    (the region is padded periodically by 2 scales); the whole canvas inside: 1 everywhere."""
     from scipy.ndimage import distance_transform_edt
 
     if inside.all():
@@ -164,11 +165,8 @@ def make_clouds(rng: np.random.Generator, style, target_pct: float, size: int, c
         # edge (~0.06 / 0.14 / 0.25 / 0.5 at 0-3 / 3-6 / 6-12 / 12-24 px of 509). Here it rises from a_edge at the
         # label edge to a_vis at the visible cloud over a rim of fixed width, and on to a_max in the cores, so
         # the labelled extent stays decidable from what is visible (the visible cloud grown by the rim).
-        from scipy.ndimage import distance_transform_edt
-
-        vis = (F > np.float32(lo)) & (G > lo)
-        p = 2 * rim_px + 2  # the canvas is periodic: visible cloud across its border counts too
-        d = distance_transform_edt(~np.pad(vis, p, mode="wrap"))[p:-p, p:-p].astype(np.float32) / np.float32(rim_px)
+        vis = (F > np.float32(lo)) & (G > lo)  # never empty: F's maxima are G's (the tie-breaker above)
+        d = _depth(~vis, rim_px)  # distance from visible cloud, in rims
         ring = np.where(d <= 1, np.float32(a_edge) + np.float32(a_vis - a_edge) * (1 - d),
                         np.float32(a_edge) * np.exp((1 - d) / np.float32(0.25)))
         inside = np.float32(a_vis) + np.float32(a_max - a_vis) * np.minimum(u, 1) ** ramp
