@@ -13,8 +13,8 @@ Opacity rises from a low value at the label's edge (real manual labels include t
 cloud), slowly with the field to nearly opaque in small cores (5-25 % of the cloud), and with the depth inside
 the cloud to full opacity 16-32 px (of 509) from its edge: small clouds let the ground show through, large
 masses are opaque inside, as in real patches; a faint unlabelled halo fades outside. About a third of the decks
-are grey. The shadow is the opacity moved along the sun's azimuth by a distance set by the cloud height,
-labelled where it darkens clear ground.
+are grey. The shadow is the cloud's footprint (all of it that blocks the direct sun, see `shadow`) moved along the
+sun's azimuth by a distance set by the cloud height, labelled where it falls on clear ground.
 
 With `label_rim` (what `data synth` does by default, 12 px of 509) the label of clouds other than haze is the
 visible cloud grown by a rim of fixed width (F dilated by an octagon, then the same exact quantile), and opacity
@@ -33,7 +33,9 @@ from cloudcover.train.data import coverage
 from cloudcover.train.data.noise import fractal, quantile_threshold
 
 MORPHOLOGIES = ("cumulus", "stratiform", "mixed", "haze")
-SHADOW_LABEL = 0.35  # shade strength from which a clear pixel is labelled cloud shadow
+SHADOW_LABEL = 0.35  # share of the direct sun blocked from which a clear pixel is labelled cloud shadow
+SHADE_OPACITY = 0.3  # cloud opacity (as seen from above) that blocks all of the direct sun
+SHADOW_DARK = (0.5, 0.9)  # per scene: how dark a full shadow is (1 - the diffuse share of the light)
 GREY_DECK_P, GREY_DECK = 0.35, (0.6, 0.85)  # share of decks that are grey, and their brightness factor
 # `label_rim`: the label runs a faint rim around visible cloud, as real manual labels do. RIM_PX is the
 # width measured on the real CloudSEN12 samples (realism edge profile); RIM_OPACITY the opacity where the rim
@@ -49,6 +51,10 @@ CUMULUS_GROW = 3.0
 # Depth inside visible cloud (pixels of 509) at which opacity reaches the cloud's full value; the real cloudy sample
 # is 0.2 above its ground 12-24 px inside the label and 0.3-0.4 deeper.
 DEPTH_PX = (16.0, 32.0)
+# Real clouds are not all white: a small or thin cumulus, or one in the shade of another, is grey. The brightness
+# of non-haze cloud varies over the scene at the scale of cumulus cells (CLOUD_GREY_PX, pixels of 509) by a factor
+# uniform in [1 - CLOUD_GREY, 1]: real cloud at 96 px has red p50 0.29, 0.33 here without it and 0.29 with it.
+CLOUD_GREY, CLOUD_GREY_PX = 0.4, 60.0
 
 
 @dataclass(frozen=True)
@@ -186,19 +192,36 @@ def make_clouds(rng: np.random.Generator, style, target_pct: float, size: int, c
         # a grey deck (thinner, lower albedo, or in the shade of higher cloud): real thick cloud at 96 px has
         # red p5 / p50 0.19 / 0.29 against 0.32 / 0.43 here, but all-grey clouds cost synthetic accuracy
         bright *= np.float32(rng.uniform(*GREY_DECK))
+    if not haze:  # cloud to cloud: some bright, some grey (see CLOUD_GREY)
+        from scipy.special import ndtr
+
+        g = fractal(rng, canvas, beta=3.0, n=1, scale_px=CLOUD_GREY_PX * s)[0][crop]
+        bright *= (1 - np.float32(CLOUD_GREY) * ndtr(g / (g.std() + 1e-6))).astype(np.float32)
     height = float(rng.uniform(0.5, 1.0)) if (haze and rng.random() < 0.7) else float(rng.uniform(0.0, 0.15))
     return Clouds(alpha, mask, bright, height, kind)
 
 
 def shadow(clouds: Clouds, style, rng: np.random.Generator, size: int) -> np.ndarray:
-    """Shade strength (size, size) 0..1 cast by the clouds; labels it into clouds.mask where clear."""
+    """Shade strength (size, size) 0..1 cast by the clouds; labels it into clouds.mask where clear.
+
+    A cloud blocks the direct sun long before it looks opaque from above (optical depth ~1 already removes most
+    of the direct beam), so the shadow's footprint is the cloud's down to SHADE_OPACITY and its label reaches
+    nearly to the cloud label's faint edge; how dark a full shadow is (the diffuse light left) varies per scene
+    (SHADOW_DARK). Real CloudSEN12 samples: shadow 0.9-1.1 x the cloud's area at 15 % cover, red 0.56-0.77 of
+    the nearby ground deep inside. A thin haze veil does not stop the direct beam: its faint shade is
+    opacity ** 1.5, labelled only where it darkens the ground by SHADOW_LABEL."""
     s = size / 509.0
     dist = float(rng.uniform(*style.shadow_dist)) * s * (1.0 + 2.0 * clouds.height)
     # Shadows fall away from the sun.
     dy = int(round(-dist * math.sin(style.sun_azimuth)))
     dx = int(round(-dist * math.cos(style.sun_azimuth)))
-    opaque = clouds.alpha ** np.float32(1.5)
-    shade = np.roll(opaque, (dy, dx), axis=(0, 1))[:size, :size] * np.float32(1.0 - 0.6 * clouds.height)
-    clouds.mask[(clouds.mask == coverage.CLEAR) & (shade > SHADOW_LABEL)] = coverage.SHADOW
-    return shade.astype(np.float32)
+    high = np.float32(1.0 - 0.6 * clouds.height)  # high cloud: more diffuse light reaches its shadow
+    if clouds.morphology == "haze":
+        shade = np.roll(clouds.alpha ** np.float32(1.5), (dy, dx), axis=(0, 1))[:size, :size] * high
+        clouds.mask[(clouds.mask == coverage.CLEAR) & (shade > SHADOW_LABEL)] = coverage.SHADOW
+        return shade.astype(np.float32)
+    block = np.roll(np.minimum(clouds.alpha / np.float32(SHADE_OPACITY), 1), (dy, dx), axis=(0, 1))[:size, :size]
+    block *= high
+    clouds.mask[(clouds.mask == coverage.CLEAR) & (block > SHADOW_LABEL)] = coverage.SHADOW
+    return (block * np.float32(rng.uniform(*SHADOW_DARK))).astype(np.float32)
 
