@@ -216,12 +216,11 @@ def shadow(clouds: Clouds, style, rng: np.random.Generator, size: int) -> np.nda
     dy = int(round(-dist * math.sin(style.sun_azimuth)))
     dx = int(round(-dist * math.cos(style.sun_azimuth)))
     high = np.float32(1.0 - 0.6 * clouds.height)  # high cloud: more diffuse light reaches its shadow
-    if clouds.morphology == "haze":
-        shade = np.roll(clouds.alpha ** np.float32(1.5), (dy, dx), axis=(0, 1))[:size, :size] * high
-        clouds.mask[(clouds.mask == coverage.CLEAR) & (shade > SHADOW_LABEL)] = coverage.SHADOW
-        return shade.astype(np.float32)
-    block = np.roll(np.minimum(clouds.alpha / np.float32(SHADE_OPACITY), 1), (dy, dx), axis=(0, 1))[:size, :size]
-    block *= high
+    haze = clouds.morphology == "haze"
+    cast = clouds.alpha ** np.float32(1.5) if haze else np.minimum(clouds.alpha / np.float32(SHADE_OPACITY), 1)
+    block = np.roll(cast, (dy, dx), axis=(0, 1))[:size, :size] * high
     clouds.mask[(clouds.mask == coverage.CLEAR) & (block > SHADOW_LABEL)] = coverage.SHADOW
+    if haze:
+        return block.astype(np.float32)
     return (block * np.float32(rng.uniform(*SHADOW_DARK))).astype(np.float32)
 
