@@ -96,6 +96,9 @@ def register(subparsers) -> None:
     p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
     p.add_argument("--dropout", type=float, default=d.dropout, help="dropout before the classifier")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="label smoothing of the cross-entropy")
+    p.add_argument("--cover-weight", type=float, default=d.cover_weight, metavar="W",
+                   help="coverage-head models (edge_cover): weight of the per-cell cloud-fraction loss, read from "
+                   "the masks the dataset was prepared from, beside the class cross-entropy")
     p.add_argument("--augment", default="hflip,vflip", metavar="SPEC", help=AUGMENT_HELP)
     p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience in epochs (on val_loss, "
                    "or validation Dice for segmenters; counted after the first 8 epochs)")
@@ -122,6 +125,7 @@ def run_train(args: argparse.Namespace) -> int:
         dropout=args.dropout, label_smoothing=args.label_smoothing, augment=parse_augment(args.augment),
         patience=args.patience, seed=args.seed, weights=args.weights, loss=args.loss, schedule=args.schedule,
         lr_find=args.lr_find, finetune_size=args.finetune_size, finetune_epochs=args.finetune_epochs,
+        cover_weight=args.cover_weight,
     )
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
     result = train(cfg, verbose=verbose, resume=not args.no_resume)

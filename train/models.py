@@ -1,7 +1,8 @@
 """Model zoo: a registry of models by name, each built as raw pixels -> normalization -> backbone -> task head.
 
-Classifiers (GAP -> dropout -> Dense logits) and segmenters (UNets on ResNet encoders, a 1-channel logit
-per pixel) share the registry; a family's ModelConfig says which task it serves (see task.py).
+Classifiers (GAP -> dropout -> Dense logits; edge_cover: a per-cell cloud count read into classes, cover_head.py)
+and segmenters (UNets on ResNet encoders, a 1-channel logit per pixel) share the registry; a family's
+ModelConfig says which task it serves (see task.py).
 
 Like timm's registry: `@register_model` adds a builder with its default config, `create_model(name, **kw)`
 builds one and refuses unknown names by listing the known ones. Every model takes raw pixel values
@@ -37,20 +38,22 @@ class ModelConfig:
     task: str = "classification"  # the task whose head goes on top (task.py)
     size_multiple: int = 1  # the input side must be a multiple of this (a UNet's total stride)
     default_alpha: float = 0.35  # --alpha when not given
+    head: str = "task"  # "task": the task's head; "coverage": count cloud per cell (cover_head.py)
 
 
 _REGISTRY: dict[str, ModelConfig] = {}
 
 
 def register_model(name: str, *, default_size: int, min_size: int, description: str, uses_alpha: bool = False,
-                   task: str = "classification", size_multiple: int = 1, default_alpha: float = 0.35):
+                   task: str = "classification", size_multiple: int = 1, default_alpha: float = 0.35,
+                   head: str = "task"):
     """Decorator: add a backbone builder `(size, bands, alpha) -> keras.Model` (image -> feature map) under `name`."""
 
     def deco(fn: Callable[..., "keras.Model"]) -> Callable[..., "keras.Model"]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
         _REGISTRY[name] = ModelConfig(name, fn, default_size, min_size, description, uses_alpha, task,
-                                      size_multiple, default_alpha)
+                                      size_multiple, default_alpha, head)
         return fn
 
     return deco
@@ -79,6 +82,7 @@ def create_model(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     weights: str | Path | None = None,
+    bins: Sequence[float] | None = None,
 ) -> "keras.Model":
     """Build `name` for `bands`-channel `input_size`² raw-pixel input and its task's head: `num_classes` logits
     (classifiers) or one logit per pixel (segmenters; num_classes is ignored).
@@ -86,6 +90,7 @@ def create_model(
     `mean`/`std` (per band) become a Normalization layer; omitted, the model normalizes nothing.
     `weights` is a local backbone weights file (Keras `.weights.h5` / `.h5`) loaded into the backbone (a
     segmenter's encoder: the `<family>_encoder` sub-model, which a resnet18/resnet34 classifier shares).
+    `bins` (coverage-percent class edges) place a coverage head's decision edges (default: equal bins).
     """
     import keras
 
@@ -128,7 +133,12 @@ def create_model(
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.9
     x = backbone(x)
-    outputs = task.head(x, num_classes, dropout)
+    if cfg.head == "coverage":
+        from cloudcover.train import cover_head
+
+        outputs = cover_head.head(x, num_classes, bins)
+    else:
+        outputs = task.head(x, num_classes, dropout)
     return keras.Model(inputs, outputs, name=f"cloudcover_{name}")
 
 
@@ -183,6 +193,19 @@ _EDGE_BLOCKS = ((32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1
 @register_model("edge_cnn", default_size=96, min_size=16, uses_alpha=True,
                 description="compact depthwise-separable CNN for RISC-V (~15 M MACs at 96 px, alpha 1)")
 def _edge_cnn(size: int, bands: int, alpha: float) -> "keras.Model":
+    return _edge_blocks(size, bands, alpha, _EDGE_BLOCKS, "edge_cnn")
+
+
+# edge_cover: edge_cnn's blocks down to stride 8 (12 x 12 cells at 96 px), then the coverage head
+# (cover_head.py): the class is read off a per-cell cloud count, which transfers to real patches.
+@register_model("edge_cover", default_size=96, min_size=16, uses_alpha=True, head="coverage", size_multiple=8,
+                description="edge_cnn to stride 8 + coverage head: counts cloud per cell, class from the count "
+                            "(trains on the dataset's masks)")
+def _edge_cover(size: int, bands: int, alpha: float) -> "keras.Model":
+    return _edge_blocks(size, bands, alpha, _EDGE_BLOCKS[:5], "edge_cover")
+
+
+def _edge_blocks(size: int, bands: int, alpha: float, blocks, name: str) -> "keras.Model":
     import keras
     from keras import layers
 
@@ -195,14 +218,14 @@ def _edge_cnn(size: int, bands: int, alpha: float) -> "keras.Model":
     x = layers.Conv2D(width(16), 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
     x = layers.BatchNormalization(name="stem_bn")(x)
     x = layers.ReLU(6.0, name="stem_relu")(x)
-    for i, (channels, stride) in enumerate(_EDGE_BLOCKS):
+    for i, (channels, stride) in enumerate(blocks):
         x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"b{i}_dw")(x)
         x = layers.BatchNormalization(name=f"b{i}_dw_bn")(x)
         x = layers.ReLU(6.0, name=f"b{i}_dw_relu")(x)
         x = layers.Conv2D(width(channels), 1, use_bias=False, name=f"b{i}_pw")(x)
         x = layers.BatchNormalization(name=f"b{i}_pw_bn")(x)
         x = layers.ReLU(6.0, name=f"b{i}_pw_relu")(x)
-    return keras.Model(inputs, x, name="edge_cnn")
+    return keras.Model(inputs, x, name=name)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """What a model is trained to do: one notion of a task, owning everything that differs between tasks.
 
-    classification   one coverage class per patch (GAP -> dropout -> Dense logits, softmax cross-entropy)
+    classification   one coverage class per patch (GAP -> dropout -> Dense logits, softmax cross-entropy; a model
+                     registered with head="coverage" counts cloud per cell instead: cover_head.py)
     segmentation     one cloud/clear decision per pixel (1-channel logit map, binary cross-entropy)
 
 Every stage asks the task instead of testing for it: how `prepare` encodes the target and which manifest

@@ -81,6 +81,7 @@ class TrainConfig:
     lr_find: bool = False  # run the LR range test first and train at its suggested rate
     finetune_size: int | None = None  # then continue from the best weights at this input size
     finetune_epochs: int | None = None  # default: max(1, epochs // 3)
+    cover_weight: float = 3.0  # coverage-head models (edge_cover): weight of the per-cell cloud loss
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -247,6 +248,12 @@ def _check_config(config: TrainConfig, task) -> None:
         raise CloudcoverError(f"--schedule {config.schedule!r}: choose one of {', '.join(SCHEDULES)}")
     if task.name == "segmentation" and config.loss not in LOSSES:
         raise CloudcoverError(f"--loss {config.loss!r}: choose one of {', '.join(LOSSES)}")
+    if mcfg.head == "coverage":
+        if config.lr_find or config.finetune_size is not None:
+            raise CloudcoverError(f"--model {config.model} (coverage head) trains with its per-cell loss; "
+                                  f"--lr-find and --finetune-size are not supported with it")
+        if config.cover_weight < 0:
+            raise CloudcoverError(f"--cover-weight must be >= 0, got {config.cover_weight}")
     if config.finetune_size is not None:
         if config.finetune_size <= config.input_size:
             raise CloudcoverError(f"--finetune-size {config.finetune_size} must be larger than --input-size "
@@ -290,8 +297,9 @@ def _compile(model, task, config: TrainConfig, lr: float) -> None:
 
 
 def _fit_stage(model, task, config: TrainConfig, data, ckpt: Path, lr: float, epochs: int, resuming: bool,
-               extra_callbacks, verbose: int, times: list[float]) -> dict[str, list[float]]:
-    """One model.fit with the crash-safe callbacks in `ckpt`; returns the stage's history (CSV, resumed too)."""
+               extra_callbacks, verbose: int, times: list[float], targets=None) -> dict[str, list[float]]:
+    """One model.fit with the crash-safe callbacks in `ckpt`; returns the stage's history (CSV, resumed too).
+    `targets` (train, val per-cell cloud shares): `model` is a coverage head's training model (cover_head.py)."""
     import keras
 
     from cloudcover.train.backup import AtomicBackupAndRestore, AtomicBestWeights
@@ -303,7 +311,15 @@ def _fit_stage(model, task, config: TrainConfig, data, ckpt: Path, lr: float, ep
     best_so_far = (min(done) if task.monitor_mode == "min" else max(done)) if done else None
     if resuming and verbose and previous.get("loss"):
         print(f"resuming the interrupted run in {ckpt.parent} after {len(previous['loss'])} epoch(s)")
-    train_ds = task.train_dataset(x_train, y_train, num_classes, config.batch_size, config.augment, config.seed)
+    if targets is not None:
+        from cloudcover.train import cover_head
+
+        train_ds = cover_head.train_dataset(x_train, targets[0], y_train, num_classes, config.batch_size,
+                                            config.augment, config.seed)
+        val_ds = cover_head.eval_dataset(x_val, targets[1], y_val, num_classes, config.batch_size)
+    else:
+        train_ds = task.train_dataset(x_train, y_train, num_classes, config.batch_size, config.augment, config.seed)
+        val_ds = task.eval_dataset(x_val, y_val, num_classes, config.batch_size)
     if config.schedule == "onecycle":
         steps = math.ceil(len(x_train) / config.batch_size) * epochs
         scheduler = onecycle_callback(lr, steps)
@@ -325,7 +341,7 @@ def _fit_stage(model, task, config: TrainConfig, data, ckpt: Path, lr: float, ep
         *extra_callbacks,
     ]
     model.fit(
-        train_ds, validation_data=task.eval_dataset(x_val, y_val, num_classes, config.batch_size),
+        train_ds, validation_data=val_ds,
         epochs=epochs, callbacks=callbacks, class_weight=task.class_weights(y_train, num_classes), verbose=verbose,
         shuffle=False,  # the tf.data pipeline shuffles
     )
@@ -399,10 +415,18 @@ def train(config: TrainConfig, extra_callbacks: Sequence["keras.callbacks.Callba
     # deterministic ops one seed gave val accuracies from 0.69 to 0.91 and the demo's figures moved between runs.
     tf.config.experimental.enable_op_determinism()
     model = create_model(config.model, num_classes=num_classes, input_size=config.input_size, bands=bands,
-                         alpha=config.alpha, dropout=config.dropout, mean=mean, std=std, weights=config.weights)
+                         alpha=config.alpha, dropout=config.dropout, mean=mean, std=std, weights=config.weights,
+                         bins=info.bins)
     data = (x_train, y_train, x_val, y_val, num_classes)
+    fit_model, targets = model, None
+    if model_config(config.model).head == "coverage":
+        from cloudcover.train import cover_head
+
+        targets = (cover_head.load_targets(config.data, "train", config.input_size),
+                   cover_head.load_targets(config.data, "val", config.input_size))
+        fit_model = cover_head.training_model(model, config.cover_weight)
     lr = config.lr
-    _compile(model, task, config, lr)
+    _compile(fit_model, task, config, lr)
     if config.lr_find:
         lr = _lr_find(model, task, config, data, ckpt, verbose)
         _compile(model, task, config, lr)  # a fresh optimizer: the test's steps leave no state behind
@@ -413,8 +437,8 @@ def train(config: TrainConfig, extra_callbacks: Sequence["keras.callbacks.Callba
         model.load_weights(str(ckpt / "best.weights.h5"))
         history = _read_csv_history(ckpt / "history.csv")
     else:
-        history = _fit_stage(model, task, config, data, ckpt, lr, config.epochs, resuming, extra_callbacks, verbose,
-                             times)
+        history = _fit_stage(fit_model, task, config, data, ckpt, lr, config.epochs, resuming, extra_callbacks,
+                             verbose, times, targets)
         if config.finetune_size:
             write_text(stage1, json.dumps({"epochs": len(history.get("loss", []))}) + "\n")
     best_epoch = _best_epoch(history, task)

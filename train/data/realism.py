@@ -2,10 +2,11 @@
 
     python -m cloudcover.train.data.realism [--shared ../shared/data] [--work /tmp/cloudcover_realism]
         [--out reports/realism] [--seeds 0] [--epochs 40] [--n 1440] [--skip cls,seg,13band]
-        [--augment hflip,vflip,contrast=0.4,...] [--seg-seeds 0,1] [--label-rim 0]
+        [--augment hflip,vflip,contrast=0.4,...] [--seg-seeds 0,1] [--label-rim 0] [--classifier edge_cnn]
 
 classifier   `data synth --format cloudsen12 --n 1440 --size 256` -> `data prepare --size 96` -> `train --model
-             edge_cnn --alpha 1.5 --epochs 40 --patience 40 --label-smoothing 0.1` (the demo's chain), per seed;
+             edge_cover --alpha 1.5 --epochs 40 --patience 40 --label-smoothing 0.1` (the demo's chain; `--classifier
+             edge_cnn`: the pooled classifier the demo had before the coverage head), per seed;
              its synthetic test accuracy, then `cloudcover predict` on every real CloudSEN12 S2L1C.tif (the
              GeoTIFF path a user takes: fixed reflectance rendering, box resize to 96 px) against the true class
              from manual_hq (thick + thin).
@@ -54,7 +55,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SHARED = Path(os.environ.get("CLOUDCOVER_SHARED_DATA", REPO.parent / "shared" / "data"))
-CLASSIFIER = dict(model="edge_cnn", alpha=1.5, patience=40, label_smoothing=0.1)
+CLASSIFIER = dict(model="edge_cover", alpha=1.5, patience=40, label_smoothing=0.1)
 SEGMENTER = dict(model="unet_resnet18", alpha=0.25, lr=3e-3)
 GOAL_IOU, GOAL_COV_ERR = 0.6, 10.0
 
@@ -483,6 +484,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help="folder with cloudsen12/ and 38cloud/")
     ap.add_argument("--work", type=Path, default=Path("/tmp/cloudcover_realism"), help="data and runs (reused)")
     ap.add_argument("--out", type=Path, default=REPO / "reports" / "realism", help="report folder")
+    ap.add_argument("--classifier", default=CLASSIFIER["model"],
+                    help="classifier architecture (default the demo's edge_cover; edge_cnn: the GAP classifier it "
+                    "replaced)")
     ap.add_argument("--seeds", default="0", help="classifier training seeds, comma-separated (default 0)")
     ap.add_argument("--epochs", type=int, default=40, help="classifier epochs (the demo's 40)")
     ap.add_argument("--seg-epochs", type=int, default=30, help="segmenter epochs (the demo's 30)")
@@ -518,9 +522,10 @@ def main(argv: list[str] | None = None) -> int:
     aug = parse_augment(args.augment)
     tag = _augment_tag(aug) + _rim_tag(args.label_rim)
     runs = []
+    classifier = {**CLASSIFIER, "model": args.classifier}
     for seed in seeds:
-        run = work / f"run_cls_n{args.n}_s{seed}_e{args.epochs}{tag}"
-        wall = _train(d["cls"], run, seed, args.epochs, aug, **CLASSIFIER)
+        run = work / f"run_cls_{args.classifier}_n{args.n}_s{seed}_e{args.epochs}{tag}"
+        wall = _train(d["cls"], run, seed, args.epochs, aug, **classifier)
         real = classify_real(run, patches)
         m = _test_metrics(run, work)
         runs.append({"seed": seed, "test_accuracy": float(m["accuracy"]), "train_seconds": wall,
@@ -533,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['patch']} {r['true_class']}->{r['predicted_class']}" for r in real), flush=True)
     report: dict = {"benchmark": "realism", "shared": str(args.shared), "augment": asdict(aug),
                     "label_rim": args.label_rim, "classifier": {
-        "settings": {**CLASSIFIER, "epochs": args.epochs, "n": args.n, "raw_size": 256, "input_size": 96},
+        "settings": {**classifier, "epochs": args.epochs, "n": args.n, "raw_size": 256, "input_size": 96},
         "runs": runs, "all_real_correct_on_every_seed": bool(runs) and all(r["real_correct"] == len(r["real"]) for r in runs)}}
     if "seg" not in skip:
         from cloudcover.train.evaluate import evaluate
@@ -553,11 +558,11 @@ def main(argv: list[str] | None = None) -> int:
                 for r in rows), flush=True)
         report["segmenters"] = segs
     if "13band" not in skip:
-        run = work / f"run_cls13_n{args.seg_n}_s0_e{args.seg_epochs}{tag}"
-        _train(d["cls13"], run, 0, args.seg_epochs, aug, **CLASSIFIER)
+        run = work / f"run_cls13_{args.classifier}_n{args.seg_n}_s0_e{args.seg_epochs}{tag}"
+        _train(d["cls13"], run, 0, args.seg_epochs, aug, **classifier)
         acc = _test_accuracy(run, work)
         report["classifier_13band"] = {
-            "settings": {**CLASSIFIER, "epochs": args.seg_epochs, "n": args.seg_n, "input_size": 96, "bands": 13},
+            "settings": {**classifier, "epochs": args.seg_epochs, "n": args.seg_n, "input_size": 96, "bands": 13},
             "test_accuracy": acc,
             "note": ("Checked on synthetic data only: the shared CloudSEN12 samples keep red, green, blue. A real check "
                      "needs CloudSEN12 L1C patches with all 13 bands (S2L1C.tif, uint16, B1..B12 with B8A) and manual_hq "
