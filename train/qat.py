@@ -283,6 +283,13 @@ def finetune(cfg: QATConfig, log=print, progress: bool = True) -> QATResult:
     classes = int(model.output_shape[-1])
     targets = keras.utils.to_categorical(y, classes) * (1.0 - smoothing) + smoothing / classes
 
+    # A coverage head (cover_head.py) keeps its per-cell loss here too: with the class cross-entropy alone the
+    # cells stop counting cloud (measured: the demo's val accuracy fell from 89.8 to 82.9 % in 4 epochs).
+    from cloudcover.train import cover_head
+
+    counting = cover_head.has_cover_head(model)
+    cell_targets = cover_head.load_targets(data, "train", pre.input_size) if counting else None
+    cover_weight = float(train_cfg.get("cover_weight", cover_head.DEFAULT_WEIGHT))
     twin, fqs = fake_quant_twin(model, cfg.quantize_output, cfg.quantize_weights)
     rows = info.split_rows("train")
     pick = np.random.default_rng(cfg.seed).permutation(len(rows))[: cfg.calib_samples]
@@ -295,18 +302,30 @@ def finetune(cfg: QATConfig, log=print, progress: bool = True) -> QATResult:
     before_val = model.predict(xv, batch_size=64, verbose=0) if len(xv) else np.zeros((0, classes))
     spec = tf.TensorSpec([None, *x.shape[1:]], tf.float32)
     float_fn = tf.function(lambda a: model(a, training=False), input_signature=[spec])
+    if counting:
+        cells = keras.Model(model.input, [model.output, model.get_layer("cover").output])
+        cells_fn = tf.function(lambda a: cells(a, training=False), input_signature=[spec])
+        t_spec = tf.TensorSpec([None, *cell_targets.shape[1:]], tf.float32)
+    else:
+        t_spec = tf.TensorSpec([None], tf.float32)  # unused
     quant_fn = tf.function(lambda a: twin(a, training=False), input_signature=[spec])
     ce = keras.losses.CategoricalCrossentropy(from_logits=True)
     opt = keras.optimizers.Adam(cfg.lr)
     variables = model.trainable_variables
 
-    @tf.function(input_signature=[spec, tf.TensorSpec([None, classes], tf.float32)])
-    def step(xb, yb):
+    @tf.function(input_signature=[spec, tf.TensorSpec([None, classes], tf.float32), t_spec])
+    def step(xb, yb, tb):
         with tf.GradientTape() as tape:
-            a, q = float_fn(xb), quant_fn(xb)
+            if counting:
+                a, cover = cells_fn(xb)
+            else:
+                a = float_fn(xb)
+            q = quant_fn(xb)
             gap = tf.reduce_mean(tf.square(a - q))
             q_target = tf.nn.softmax(tf.stop_gradient(a)) if cfg.distill else yb
             loss = ce(yb, a) + ce(q_target, q) + cfg.consistency * gap
+            if counting:
+                loss += cover_weight * cover_head.cell_loss(cover, tb)
             if cfg.margin > 0:
                 loss += agreement_margin(a, q, cfg.margin)
         opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
@@ -324,7 +343,8 @@ def finetune(cfg: QATConfig, log=print, progress: bool = True) -> QATResult:
                    disable=not progress, leave=False)
         for i in bar:
             b = order[i : i + cfg.batch_size]
-            loss, gap = step(tf.constant(x[b]), tf.constant(targets[b], tf.float32))
+            tb = cell_targets[b] if counting else np.zeros(len(b), np.float32)
+            loss, gap = step(tf.constant(x[b]), tf.constant(targets[b], tf.float32), tf.constant(tb))
             losses.append(float(loss))
             gaps.append(float(gap))
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "logit_gap_mse": float(np.mean(gaps))})

@@ -18,8 +18,9 @@ CLASSES = ["clouds_0_25", "clouds_25_50", "clouds_50_75", "clouds_75_100"]
 
 
 def _logits(kernel, bias, coverage_pct):
+    """The head's logits (fixed dense, then the ReLU floor) at these coverages."""
     v = np.asarray(coverage_pct, np.float64)[:, None] * cover_head.RELU_MAX / 100.0
-    return v @ kernel.astype(np.float64) + bias
+    return np.maximum(v @ kernel.astype(np.float64) + bias, 0.0)
 
 
 def test_bin_logits_decide_by_the_coverage_bins():
@@ -32,6 +33,15 @@ def test_bin_logits_decide_by_the_coverage_bins():
     assert at[1] == pytest.approx(at[2], abs=1e-4)
     past = _logits(kernel, bias, [51.0])[0]
     assert past[2] - past[1] == pytest.approx(cover_head.SHARPNESS * 25.0, rel=1e-4)
+    # the floor: the winner never falls below FLOOR (so it is never clamped), and is lowest on an edge
+    c = np.linspace(0, 100, 1001)
+    top = _logits(kernel, bias, c).max(axis=1)
+    assert top.min() == pytest.approx(cover_head.FLOOR, abs=1e-3)
+    assert c[top.argmin()] in (25.0, 50.0, 75.0)
+    # and the int8 output range this gives is a third of the unclamped one (hand-computed for 0/25/50/75/100:
+    # winner 27.5 at 0 % and 100 %, floor 0; unclamped logits would reach -40 at 0 %)
+    assert _logits(kernel, bias, [0.0, 100.0]).max() == pytest.approx(27.5, abs=1e-3)
+    assert bias.min() == pytest.approx(-40.0, abs=1e-3)
 
 
 def test_bin_logits_other_bin_counts_and_refusals():
@@ -89,7 +99,7 @@ def test_edge_cover_class_is_the_bin_of_its_count():
     from cloudcover.train.models import create_model
 
     model = create_model("edge_cover", num_classes=4, input_size=32, alpha=0.5, bins=BINS)
-    assert not model.get_layer("logits").trainable
+    assert not model.get_layer("bin_logits").trainable
     # spread the counts over the bins: random inputs, and the cell conv's bias at several levels
     counts, classes = [], []
     x = np.random.default_rng(0).uniform(0, 255, (6, 32, 32, 3)).astype(np.float32)
@@ -160,25 +170,47 @@ def test_targets_follow_the_manifest_masks(tmp_path):
         cover_head.load_targets(data, "train", 16)
 
 
-def test_edge_cover_trains_on_counts(tmp_path):
+@pytest.fixture(scope="module")
+def cover_run(tmp_path_factory):
+    from cloudcover.train.training import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("cover")
+    data = _write_dataset(root / "d")
+    cfg = TrainConfig(data=data, out=root / "run", model="edge_cover", input_size=32, alpha=1.0, epochs=20,
+                      patience=20, lr=3e-3, seed=0, dropout=0.0)
+    return data, train(cfg, verbose=0).run_dir
+
+
+def _counts_follow_truth(run_dir, data) -> tuple[float, float]:
+    """(val accuracy, correlation of the cells' mean with each image's true coverage from its mask)."""
     import keras
 
     from cloudcover.train.preprocess import load_split
-    from cloudcover.train.training import TrainConfig, load_run, train
+    from cloudcover.train.training import load_run
 
-    data = _write_dataset(tmp_path / "d")
-    cfg = TrainConfig(data=data, out=tmp_path / "run", model="edge_cover", input_size=32, alpha=1.0, epochs=20,
-                      patience=20, lr=3e-3, seed=0, dropout=0.0)
-    result = train(cfg, verbose=0)
-    model, pre = load_run(result.run_dir)
+    model, pre = load_run(run_dir)
     x, y, ids = load_split(data, "val", pre)
     acc = float((model.predict(x, verbose=0).argmax(axis=1) == y).mean())
-    assert acc >= 0.75, acc  # 4 classes: chance is 0.25
-    # the cells count cloud: their mean follows each image's true coverage (from the mask, not the class)
     cells = keras.Model(model.input, model.get_layer("cover").output)
     counted = cells.predict(x, verbose=0).mean(axis=(1, 2, 3)) * 100 / cover_head.RELU_MAX
     truth = {r["patch_id"]: float(r["coverage_pct"]) for r in csv.DictReader(open(data / "manifest.csv"))}
-    assert np.corrcoef(counted, [truth[i] for i in ids])[0, 1] > 0.9
+    return acc, float(np.corrcoef(counted, [truth[i] for i in ids])[0, 1])
+
+
+def test_edge_cover_trains_on_counts(cover_run):
+    data, run = cover_run
+    acc, corr = _counts_follow_truth(run, data)
+    assert acc >= 0.75, acc  # 4 classes: chance is 0.25
+    assert corr > 0.9, corr  # the cells count cloud (truth from the mask, not the class)
+
+
+def test_qat_keeps_the_cells_counting(cover_run, tmp_path):
+    from cloudcover.train.qat import QATConfig, finetune
+
+    data, run = cover_run
+    result = finetune(QATConfig(run=run, out=tmp_path / "qat", epochs=2, lr=2e-5), log=lambda m: None, progress=False)
+    acc, corr = _counts_follow_truth(result.out, data)
+    assert acc >= 0.75 and corr > 0.9, (acc, corr)
 
 
 def test_coverage_head_refuses_lr_find(tmp_path):
