@@ -26,13 +26,13 @@ DEMO_RAW_SIZE ?= 256
 DEMO_SIZE ?= 96
 DEMO_MODEL ?= edge_cover
 DEMO_TRAIN_FLAGS ?= --alpha 1.5 --epochs 40 --patience 40 --label-smoothing 0.1
-# Then a few epochs of quantization-aware fine-tuning at a fifth of qat's default rate, keeping the head's per-cell
-# loss, so the int8 exports keep the float model's class on near-tied images (README: int8 fidelity over training
-# seeds). Near ties decide it: a count within half a coverage point of a bin edge; on seeds 0 / 1 / 2 of the demo
-# this left 1 / 1 / 2 of the 216 test images flipped by TFLite-ref (ONNX 1 / 1 / 3; models trained without the
-# head's ReLU floor, added before qat); at qat's default rate (1e-4) the float model lost 4.6 points on seed 0.
+# No quantization-aware fine-tuning for edge_cover (DEMO_QAT_EPOCHS 0: `qat` passes the run through). Its class
+# flips in int8 only for a count within about half a coverage point of a bin edge; over the demo's seeds 0 / 1 / 2
+# TFLite-ref / ONNX flip 1 / 2, 1 / 0 and 0 / 0 of the 216 test images without qat (goal: at most 2), and 0 / 0,
+# 5 / 5 and 1 / 1 after 4 qat epochs at lr 2e-5 (at qat's default 1e-4 the float model lost 4.6 points on seed 0).
+# README: int8 fidelity over training seeds.
 DEMO_QAT_FLAGS ?= --lr 2e-5
-DEMO_QAT_EPOCHS ?= 4
+DEMO_QAT_EPOCHS ?= 0
 # min/max ranges; +affine: the input Normalization becomes a per-channel conv (its band means were rounded per
 # tensor: int8 images came out redder); +bc: each conv block's measured mean int8 error leaves its bias (README:
 # int8 fidelity over training seeds)

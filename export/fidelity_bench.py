@@ -32,7 +32,7 @@ from cloudcover.train.errors import CloudcoverError
 from cloudcover.train.preprocess import load_split
 
 # The demo classifier, as the Makefile trains it (DEMO_MODEL, DEMO_SIZE, DEMO_TRAIN_FLAGS).
-DEMO = dict(model="edge_cnn", input_size=96, alpha=1.5, epochs=40, patience=40, label_smoothing=0.1)
+DEMO = dict(model="edge_cover", input_size=96, alpha=1.5, epochs=40, patience=40, label_smoothing=0.1)
 
 
 def train_seed(data: Path, out: Path, seed: int, overrides: dict) -> Path:

@@ -78,8 +78,8 @@ class QATConfig:
     noise: bool = False  # train against rounding-sized uniform noise instead of the fixed rounding (see doc)
 
     def check(self) -> None:
-        if self.epochs < 1:
-            raise CloudcoverError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.epochs < 0:
+            raise CloudcoverError(f"--epochs must be at least 0, got {self.epochs}")
         if not self.lr > 0:
             raise CloudcoverError(f"--lr must be positive, got {self.lr}")
         if self.consistency < 0:

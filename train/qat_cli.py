@@ -28,7 +28,9 @@ def register(subparsers) -> None:
                    help="fine-tuned run folder to write (replaced only if an earlier output of this command)")
     p.add_argument("--data", type=Path, default=None, metavar="DATASET_DIR",
                    help="dataset to fine-tune on (default: the one recorded in the run)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="fine-tuning epochs")
+    p.add_argument("--epochs", type=int, default=d.epochs,
+                   help="fine-tuning epochs (0: none; OUT is the run as it is, with qat.json's float vs fake-quant "
+                   "agreement: how a pipeline that always runs qat skips it)")
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (small: the model is trained)")
     p.add_argument("--consistency", type=float, default=d.consistency,
                    help="weight of the mean squared difference between float and fake-quant logits")

@@ -213,6 +213,19 @@ def test_qat_keeps_the_cells_counting(cover_run, tmp_path):
     assert acc >= 0.75 and corr > 0.9, (acc, corr)
 
 
+def test_qat_with_no_epochs_passes_the_run_through(cover_run, tmp_path):
+    """`qat --epochs 0` (the demo's setting for edge_cover): the same weights, qat.json still written."""
+    from cloudcover.train.qat import QATConfig, finetune
+    from cloudcover.train.training import load_run
+
+    data, run = cover_run
+    result = finetune(QATConfig(run=run, out=tmp_path / "same", epochs=0), log=lambda m: None, progress=False)
+    before, _ = load_run(run)
+    after, _ = load_run(result.out)
+    assert all(np.array_equal(a, b) for a, b in zip(before.get_weights(), after.get_weights()))
+    assert result.report["history"] == [] and (result.out / "qat.json").is_file()
+
+
 def test_coverage_head_refuses_lr_find(tmp_path):
     from cloudcover.train.training import TrainConfig, train
 

@@ -72,7 +72,7 @@ def test_qat_writes_a_run_that_loads_and_refuses_bad_input(trained_run, tmp_path
     assert result.out == out
 
     for bad, match in ((QATConfig(run=run, out=run), "is the run itself"),
-                       (QATConfig(run=run, out=tmp_path / "x", epochs=0), "--epochs"),
+                       (QATConfig(run=run, out=tmp_path / "x", epochs=-1), "--epochs"),
                        (QATConfig(run=tmp_path / "missing", out=tmp_path / "y"), "missing")):
         with pytest.raises(CloudcoverError, match=match):
             finetune(bad, progress=False)
